@@ -1,0 +1,30 @@
+import type { DescService } from "@bufbuild/protobuf";
+import { createClient, type Client, type Interceptor } from "@connectrpc/connect";
+import { createGrpcTransport, type GrpcTransport } from "./grpc-transport.js";
+import { topology, upstreamAddress, type ServiceName } from "./topology.js";
+
+/** UpstreamClient is a typed client of one upstream and the transport to close. */
+export interface UpstreamClient<S extends DescService> {
+  /** client is Connect's typed promise client. */
+  readonly client: Client<S>;
+  /** transport carries the calls (grpc-js). */
+  readonly transport: GrpcTransport;
+}
+
+/**
+ * connectUpstream builds a typed gRPC client of a service of the mesh, at
+ * the address and with the call policy (deadline, retries) the topology
+ * gives it.
+ */
+export function connectUpstream<S extends DescService>(
+  name: ServiceName,
+  service: S,
+  options: { env?: Record<string, string | undefined>; interceptors?: readonly Interceptor[] } = {},
+): UpstreamClient<S> {
+  const transport = createGrpcTransport({
+    address: upstreamAddress(name, options.env ?? process.env),
+    policy: topology[name].callPolicy,
+    interceptors: options.interceptors,
+  });
+  return { client: createClient(service, transport), transport };
+}

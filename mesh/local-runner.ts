@@ -1,0 +1,75 @@
+import { fork, type ChildProcess } from "node:child_process";
+import { fileURLToPath } from "node:url";
+import type { ReadyMessage } from "./serve.js";
+import { envPrefix, listenPort, serviceNames, topology, type ServiceName } from "./topology.js";
+
+const cli = fileURLToPath(new URL("../bin/raptorflow.js", import.meta.url));
+
+/** StartedService is one child process of the local mesh. */
+export interface StartedService {
+  /** name of the service. */
+  readonly name: ServiceName;
+  /** port it listens on. */
+  readonly port: number;
+  /** child is its process. */
+  readonly child: ChildProcess;
+}
+
+/**
+ * launchMesh starts every service as its own process, upstreams first, and
+ * resolves when each has said it listens. Each service learns where its
+ * upstreams really listen (`<SERVICE>_ADDR`), so port 0 works everywhere.
+ */
+export async function launchMesh(env: Record<string, string | undefined> = process.env): Promise<StartedService[]> {
+  const started: StartedService[] = [];
+  const childEnv: Record<string, string | undefined> = { ...env };
+  try {
+    for (const name of serviceNames) {
+      const port = listenPort(name, env);
+      const child = fork(cli, ["serve", name], {
+        env: { ...childEnv, [`${envPrefix(name)}_PORT`]: String(port) },
+        stdio: ["ignore", "inherit", "inherit", "ipc"],
+      });
+      const ready = await new Promise<ReadyMessage>((resolve, reject) => {
+        child.once("message", (m: ReadyMessage) => resolve(m));
+        child.once("exit", (code) => reject(new Error(`${name} exited with code ${code} before it was ready`)));
+      });
+      started.push({ name, port: ready.port, child });
+      childEnv[`${envPrefix(name)}_ADDR`] = `127.0.0.1:${ready.port}`;
+    }
+  } catch (e) {
+    await stopMesh(started);
+    throw e;
+  }
+  return started;
+}
+
+/** stopMesh sends SIGTERM to every service, callers first, and waits for them to exit. */
+export async function stopMesh(started: readonly StartedService[]): Promise<void> {
+  for (const s of [...started].reverse()) {
+    if (s.child.exitCode !== null || s.child.signalCode !== null) continue;
+    const exited = new Promise((r) => s.child.once("exit", r));
+    s.child.kill("SIGTERM");
+    await exited;
+  }
+}
+
+/** startMesh is `raptorflow start`: launch, print where each service listens, stop on a signal. */
+export async function startMesh(): Promise<number> {
+  const started = await launchMesh();
+  console.log("\nRaptorFlow mesh is up (embedded defaults: in-memory state, offline LLM provider):");
+  for (const s of started) {
+    const kind = topology[s.name].protocol === "http" ? `http://localhost:${s.port}` : `grpc://localhost:${s.port}`;
+    console.log(`  ${s.name.padEnd(13)} ${kind}`);
+  }
+  const gw = started.find((s) => s.name === "gateway");
+  console.log(`\nTry: curl -s -X POST http://localhost:${gw?.port}/v3/runs -H 'content-type: application/json' -d '{"input":"Build an ICP for our B2B analytics tool"}'\n`);
+  await new Promise<void>((resolve) => {
+    const stop = (): void => resolve();
+    process.once("SIGINT", stop);
+    process.once("SIGTERM", stop);
+    for (const s of started) s.child.once("exit", stop);
+  });
+  await stopMesh(started);
+  return 0;
+}

@@ -1,0 +1,60 @@
+import { listenPort, type ServiceName } from "./topology.js";
+
+/** ReadyMessage is what a service sends its parent (the local runner) once it listens. */
+export interface ReadyMessage {
+  /** type tags the message. */
+  readonly type: "ready";
+  /** service that is ready. */
+  readonly service: ServiceName;
+  /** port it listens on. */
+  readonly port: number;
+}
+
+interface Running {
+  readonly port: number;
+  close(): Promise<void>;
+}
+
+/** start builds and starts one service; services are imported lazily so a container loads only its own. */
+async function start(name: ServiceName, port: number): Promise<Running> {
+  if (name === "gateway") {
+    const { build } = await import("../services/gateway/server.js");
+    const app = await build();
+    await app.listen({ port, host: process.env.HOST ?? "0.0.0.0" });
+    const addr = app.server.address();
+    return { port: typeof addr === "object" && addr ? addr.port : port, close: () => app.close() };
+  }
+  const mod =
+    name === "orchestrator"
+      ? await import("../services/orchestrator/server.js")
+      : name === "v1-agents"
+        ? await import("../services/v1-agents/server.js")
+        : await import("../services/v2-agents/server.js");
+  const server = mod.build();
+  const bound = await server.listen(port, process.env.HOST ?? "0.0.0.0");
+  server.setServing(true);
+  return { port: bound, close: () => server.close() };
+}
+
+/**
+ * serve runs one service in this process until SIGTERM or SIGINT, then
+ * drains it (health NOT_SERVING, in-flight calls finish within the bound)
+ * and exits. It tells a parent process when it is ready.
+ */
+export async function serve(name: ServiceName): Promise<number> {
+  const running = await start(name, listenPort(name));
+  const ready: ReadyMessage = { type: "ready", service: name, port: running.port };
+  if (process.send) process.send(ready);
+  else console.log(`${name} listening on port ${running.port}`);
+  await new Promise<void>((resolve) => {
+    const stop = (): void => {
+      process.off("SIGTERM", stop);
+      process.off("SIGINT", stop);
+      resolve();
+    };
+    process.on("SIGTERM", stop);
+    process.on("SIGINT", stop);
+  });
+  await running.close();
+  return 0;
+}

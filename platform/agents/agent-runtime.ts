@@ -1,0 +1,115 @@
+import { Code, ConnectError } from "@connectrpc/connect";
+import type { JsonObject } from "@bufbuild/protobuf";
+import type { LlmProvider, LlmRequest, LlmResponse, ModelTierName } from "../llm/llm-provider.js";
+import type { AgentDefinition } from "./catalog.js";
+
+/** AgentCall is one request to run an agent. */
+export interface AgentCall {
+  /** input is the user's request. */
+  readonly input: string;
+  /** parameters are structured inputs. */
+  readonly parameters: JsonObject;
+  /** context is the run's shared context: earlier steps' outputs by agent id. */
+  readonly context: JsonObject;
+  /** tier overrides the agent's default model tier. */
+  readonly tier?: ModelTierName;
+  /** signal cancels the call (client cancel or deadline). */
+  readonly signal?: AbortSignal;
+}
+
+/** AgentOutcome is a validated answer with its accounting. */
+export interface AgentOutcome {
+  /** output has exactly the agent's output keys. */
+  readonly output: JsonObject;
+  /** model answered. */
+  readonly model: string;
+  /** tier used. */
+  readonly tier: ModelTierName;
+  /** inputTokens over every model call, including a repair. */
+  readonly inputTokens: number;
+  /** outputTokens over every model call. */
+  readonly outputTokens: number;
+  /** calls is the number of model calls (2 when a repair was needed). */
+  readonly calls: number;
+}
+
+/**
+ * buildPrompt writes the user turn: the request, the structured inputs and
+ * the shared context of the run, in sections the system prompts refer to.
+ */
+export function buildPrompt(agent: AgentDefinition, call: AgentCall): string {
+  return [
+    `## Request\n${call.input}`,
+    `## Inputs\n${JSON.stringify(call.parameters)}`,
+    `## Shared context\n${Object.keys(call.context).length ? JSON.stringify(call.context) : "(none yet)"}`,
+    `## Output\nReply with a single JSON object with exactly the keys: ${agent.outputs.join(", ")}.`,
+  ].join("\n\n");
+}
+
+/**
+ * parseOutput checks a model answer against the agent's output contract and
+ * returns the object, or the list of problems to show the model in a repair.
+ */
+export function parseOutput(agent: AgentDefinition, text: string): { output: JsonObject } | { problems: string[] } {
+  const start = text.indexOf("{");
+  const end = text.lastIndexOf("}");
+  let value: unknown;
+  try {
+    value = JSON.parse(start >= 0 && end > start ? text.slice(start, end + 1) : text);
+  } catch (e) {
+    return { problems: [`the answer is not valid JSON (${(e as Error).message})`] };
+  }
+  if (value === null || typeof value !== "object" || Array.isArray(value)) {
+    return { problems: ["the answer must be a JSON object"] };
+  }
+  const obj = value as JsonObject;
+  const problems = agent.outputs.filter((k) => !(k in obj)).map((k) => `missing key "${k}"`);
+  if (problems.length) return { problems };
+  return { output: Object.fromEntries(agent.outputs.map((k) => [k, obj[k]])) as JsonObject };
+}
+
+/**
+ * runAgent builds the prompt, calls the model, validates the answer against
+ * the agent's output keys and, when it does not fit, repairs once by showing
+ * the model what was wrong. A second bad answer fails with INTERNAL naming
+ * the problems; the caller records the failed step.
+ */
+export async function runAgent(
+  provider: LlmProvider,
+  agent: AgentDefinition,
+  call: AgentCall,
+  first?: LlmResponse,
+): Promise<AgentOutcome> {
+  const tier = call.tier ?? agent.modelTier;
+  const req: LlmRequest = {
+    system: agent.systemPrompt,
+    prompt: buildPrompt(agent, call),
+    tier,
+    outputKeys: agent.outputs,
+    signal: call.signal,
+  };
+  const answer = first ?? (await provider.complete(req));
+  let usage = { inputTokens: answer.usage.inputTokens, outputTokens: answer.usage.outputTokens, calls: 1 };
+  let parsed = parseOutput(agent, answer.text);
+  let model = answer.model;
+  if ("problems" in parsed) {
+    const repair = await provider.complete({
+      ...req,
+      prompt: `${req.prompt}\n\n## Your previous answer was rejected\n${parsed.problems.join("\n")}\nAnswer again with a corrected JSON object.`,
+    });
+    usage = {
+      inputTokens: usage.inputTokens + repair.usage.inputTokens,
+      outputTokens: usage.outputTokens + repair.usage.outputTokens,
+      calls: 2,
+    };
+    model = repair.model;
+    parsed = parseOutput(agent, repair.text);
+    if ("problems" in parsed) {
+      throw new ConnectError(
+        `agent ${agent.id} gave an invalid answer twice: ${parsed.problems.join("; ")}`,
+        Code.Internal,
+      );
+    }
+  }
+  return { output: parsed.output, model, tier, ...usage };
+}

@@ -1,0 +1,31 @@
+import { AgentService } from "../../gen/raptorflow/agent/v1/agent_pb.js";
+import { createMeshServer, type MeshServer, type ServiceRegistration } from "../../mesh/grpc-server.js";
+import type { LlmProvider } from "../llm/llm-provider.js";
+import { providerFromEnv } from "../llm/provider-from-env.js";
+import { createAgentServiceImpl } from "./agent-service.js";
+import { loadCatalog, type Catalog } from "./catalog.js";
+
+/** AgentServerOptions configure an agent service (V1 or V2). */
+export interface AgentServerOptions {
+  /** catalogDir holds `catalog.json` and `prompts/`. */
+  readonly catalogDir: string;
+  /** provider answers model calls; defaults to the one `LLM_PROVIDER` names. */
+  readonly provider?: LlmProvider;
+  /** services are further services the agent service serves besides AgentService. */
+  readonly services?: readonly ServiceRegistration[];
+}
+
+/**
+ * buildAgentServer assembles an agent service: its catalog (read and checked
+ * at start-up), its LLM provider and a mesh server serving
+ * `raptorflow.agent.v1.AgentService`. The V1 and V2 services differ only in
+ * their catalog and their extra services.
+ */
+export function buildAgentServer(options: AgentServerOptions): MeshServer & { catalog: Catalog; close(): Promise<void> } {
+  const catalog = loadCatalog(options.catalogDir);
+  const provider = options.provider ?? providerFromEnv();
+  const server = createMeshServer({
+    services: [{ service: AgentService, impl: createAgentServiceImpl({ catalog, provider }) }, ...(options.services ?? [])],
+  });
+  return { ...server, catalog, close: () => server.shutdown() };
+}

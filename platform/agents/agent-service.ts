@@ -1,0 +1,121 @@
+import { create, type JsonObject } from "@bufbuild/protobuf";
+import { Code, ConnectError, type HandlerContext, type ServiceImpl } from "@connectrpc/connect";
+import {
+  AgentResultSchema,
+  AgentSchema,
+  AgentService,
+  AgentSystem,
+  ModelTier,
+  type Agent,
+  type AgentResult,
+} from "../../gen/raptorflow/agent/v1/agent_pb.js";
+import type { LlmProvider, LlmResponse, ModelTierName } from "../llm/llm-provider.js";
+import { paginate } from "../pagination.js";
+import { buildPrompt, runAgent } from "./agent-runtime.js";
+import type { AgentDefinition, Catalog } from "./catalog.js";
+
+/** AgentServiceOptions are the dependencies of an agent service. */
+export interface AgentServiceOptions {
+  /** catalog is the agents this service runs. */
+  readonly catalog: Catalog;
+  /** provider answers the model calls. */
+  readonly provider: LlmProvider;
+}
+
+/** toAgentMessage turns a catalog entry into its `raptorflow.agent.v1.Agent` resource. */
+export function toAgentMessage(a: AgentDefinition): Agent {
+  return create(AgentSchema, {
+    name: `agents/${a.id}`,
+    system: a.system === "v1" ? AgentSystem.V1 : AgentSystem.V2,
+    department: a.department,
+    displayName: a.displayName,
+    description: a.description,
+    defaultModelTier: a.modelTier === "fast" ? ModelTier.FAST : ModelTier.CAPABLE,
+    promptVersion: a.promptVersion,
+    tools: [...a.tools],
+    inputs: [...a.inputs],
+    outputs: [...a.outputs],
+    examples: [...a.examples],
+  });
+}
+
+/** tierName maps the contract's ModelTier to the runtime's name; UNSPECIFIED means the agent's default. */
+export function tierName(tier: ModelTier): ModelTierName | undefined {
+  return tier === ModelTier.FAST ? "fast" : tier === ModelTier.CAPABLE ? "capable" : undefined;
+}
+
+/**
+ * createAgentServiceImpl implements `raptorflow.agent.v1.AgentService` over
+ * a catalog and an LLM provider. The V1 and V2 agent services both serve it,
+ * each with its own catalog: the orchestrator treats them alike.
+ */
+export function createAgentServiceImpl(options: AgentServiceOptions): ServiceImpl<typeof AgentService> {
+  const { catalog, provider } = options;
+  const messages = catalog.agents.map(toAgentMessage);
+
+  const find = (name: string): AgentDefinition => {
+    const agent = catalog.get(name.slice("agents/".length));
+    if (!agent) throw new ConnectError(`agent "${name}" is not in the ${catalog.system} catalog`, Code.NotFound);
+    return agent;
+  };
+
+  const result = (agent: AgentDefinition, r: Awaited<ReturnType<typeof runAgent>>, started: number): AgentResult => {
+    const ms = performance.now() - started;
+    return create(AgentResultSchema, {
+      agent: `agents/${agent.id}`,
+      system: agent.system === "v1" ? AgentSystem.V1 : AgentSystem.V2,
+      output: r.output,
+      summary: `${agent.displayName} (${provider.name}/${r.model}): ${Object.keys(r.output).join(", ")}`,
+      provider: provider.name,
+      model: r.model,
+      modelTier: r.tier === "fast" ? ModelTier.FAST : ModelTier.CAPABLE,
+      promptVersion: agent.promptVersion,
+      usage: { inputTokens: BigInt(r.inputTokens), outputTokens: BigInt(r.outputTokens), calls: r.calls, costUsd: 0 },
+      duration: { seconds: BigInt(Math.floor(ms / 1000)), nanos: Math.round((ms % 1000) * 1e6) },
+    });
+  };
+
+  const callOf = (req: { input: string; parameters?: JsonObject; context?: JsonObject; modelTier: ModelTier }, ctx: HandlerContext) => ({
+    input: req.input,
+    parameters: req.parameters ?? {},
+    context: req.context ?? {},
+    tier: tierName(req.modelTier),
+    signal: ctx.signal,
+  });
+
+  return {
+    listAgents(req) {
+      const matching = messages.filter((a) => req.department === "" || a.department === req.department);
+      const { page, nextPageToken } = paginate(matching, req, `d=${req.department}`);
+      return { agents: page, nextPageToken, totalSize: matching.length };
+    },
+    getAgent(req) {
+      return toAgentMessage(find(req.name));
+    },
+    async runAgent(req, ctx) {
+      const agent = find(req.name);
+      const started = performance.now();
+      return result(agent, await runAgent(provider, agent, callOf(req, ctx)), started);
+    },
+    async *streamAgent(req, ctx) {
+      const agent = find(req.name);
+      const started = performance.now();
+      const call = callOf(req, ctx);
+      const tier = call.tier ?? agent.modelTier;
+      yield { event: { case: "started", value: { agent: req.name, provider: provider.name, model: provider.model(tier) } } };
+      let done: LlmResponse | undefined;
+      for await (const chunk of provider.stream({
+        system: agent.systemPrompt,
+        prompt: buildPrompt(agent, call),
+        tier,
+        outputKeys: agent.outputs,
+        signal: ctx.signal,
+      })) {
+        if ("delta" in chunk) yield { event: { case: "delta", value: chunk.delta } };
+        else done = chunk.done;
+      }
+      const outcome = await runAgent(provider, agent, call, done);
+      yield { event: { case: "result", value: result(agent, outcome, started) } };
+    },
+  };
+}

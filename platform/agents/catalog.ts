@@ -1,0 +1,99 @@
+import { readFileSync } from "node:fs";
+import { join } from "node:path";
+import type { ModelTierName } from "../llm/llm-provider.js";
+
+/** AgentDefinition is one agent: data plus its system prompt file. */
+export interface AgentDefinition {
+  /** id is unique across both catalogs, for example `icp_builder`. */
+  readonly id: string;
+  /** system is the generation: `v1` or `v2`. */
+  readonly system: "v1" | "v2";
+  /** displayName is the human-readable name. */
+  readonly displayName: string;
+  /** department groups agents, for example `market_intelligence`. */
+  readonly department: string;
+  /** description says what the agent does and when to use it. */
+  readonly description: string;
+  /** modelTier is the default tier. */
+  readonly modelTier: ModelTierName;
+  /** promptVersion versions the system prompt file. */
+  readonly promptVersion: string;
+  /** tools are the deterministic tools the agent may call. */
+  readonly tools: readonly string[];
+  /** inputs are the fields the agent mainly needs. */
+  readonly inputs: readonly string[];
+  /** outputs are the top-level keys of its JSON answer. */
+  readonly outputs: readonly string[];
+  /** examples are requests it is the right agent for. */
+  readonly examples: readonly string[];
+  /** systemPrompt is the text of `prompts/<id>.md`. */
+  readonly systemPrompt: string;
+}
+
+/** Catalog is the agents one service runs, by id, in catalog order. */
+export interface Catalog {
+  /** system is the generation of every agent in it. */
+  readonly system: "v1" | "v2";
+  /** agents in catalog order. */
+  readonly agents: readonly AgentDefinition[];
+  /** get returns an agent by id. */
+  get(id: string): AgentDefinition | undefined;
+}
+
+const idPattern = /^[a-z][a-z0-9_]{0,63}$/;
+
+/**
+ * loadCatalog reads `<dir>/catalog.json` and every `<dir>/prompts/<id>.md`,
+ * and fails at start-up with a message naming the file and the agent when
+ * anything is missing or malformed, rather than at the first request.
+ */
+export function loadCatalog(dir: string): Catalog {
+  const file = join(dir, "catalog.json");
+  const raw = JSON.parse(readFileSync(file, "utf8")) as { system?: unknown; agents?: unknown };
+  if (raw.system !== "v1" && raw.system !== "v2") throw new Error(`${file}: "system" must be "v1" or "v2"`);
+  if (!Array.isArray(raw.agents)) throw new Error(`${file}: "agents" must be an array`);
+  const system = raw.system;
+  const byId = new Map<string, AgentDefinition>();
+  for (const [i, a] of (raw.agents as Record<string, unknown>[]).entries()) {
+    const where = `${file}: agents[${i}]`;
+    const str = (k: string): string => {
+      if (typeof a[k] !== "string" || a[k] === "") throw new Error(`${where}.${k} must be a non-empty string`);
+      return a[k];
+    };
+    const list = (k: string): string[] => {
+      const v = a[k] ?? [];
+      if (!Array.isArray(v) || v.some((x) => typeof x !== "string")) throw new Error(`${where}.${k} must be an array of strings`);
+      return v as string[];
+    };
+    const id = str("id");
+    if (!idPattern.test(id)) throw new Error(`${where}.id "${id}" must match ${idPattern}`);
+    if (byId.has(id)) throw new Error(`${where}.id "${id}" is listed twice`);
+    const tier = str("model_tier");
+    if (tier !== "fast" && tier !== "capable") throw new Error(`${where}.model_tier must be "fast" or "capable"`);
+    const outputs = list("outputs");
+    if (outputs.length === 0) throw new Error(`${where}.outputs must name at least one key`);
+    const promptFile = join(dir, "prompts", `${id}.md`);
+    let systemPrompt: string;
+    try {
+      systemPrompt = readFileSync(promptFile, "utf8");
+    } catch {
+      throw new Error(`${where}: the system prompt file ${promptFile} is missing`);
+    }
+    byId.set(id, {
+      id,
+      system,
+      displayName: str("display_name"),
+      department: str("department"),
+      description: str("description"),
+      modelTier: tier,
+      promptVersion: str("prompt_version"),
+      tools: list("tools"),
+      inputs: list("inputs"),
+      outputs,
+      examples: list("examples"),
+      systemPrompt,
+    });
+  }
+  const agents = [...byId.values()];
+  return { system, agents, get: (id) => byId.get(id) };
+}
