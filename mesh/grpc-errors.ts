@@ -22,9 +22,14 @@ export function statusFromError(e: unknown, trailer?: Headers): Partial<grpc.Sta
   };
 }
 
-/** toConnectError keeps ConnectErrors and hides everything else behind INTERNAL. */
+/**
+ * toConnectError keeps ConnectErrors, turns an abort (the caller cancelled or
+ * the deadline passed) into CANCELLED, and hides everything else behind
+ * INTERNAL.
+ */
 export function toConnectError(e: unknown): ConnectError {
   if (e instanceof ConnectError) return e;
+  if (e instanceof Error && e.name === "AbortError") return new ConnectError("the call was cancelled", Code.Canceled, undefined, undefined, e);
   return new ConnectError("internal error", Code.Internal, undefined, undefined, e);
 }
 

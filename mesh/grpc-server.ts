@@ -4,6 +4,7 @@ import type { DescFile, DescService } from "@bufbuild/protobuf";
 import type { Interceptor, ServiceImpl } from "@connectrpc/connect";
 import { createValidateInterceptor } from "@connectrpc/validate";
 import { file_grpc_health_v1_health } from "../gen/grpc/health/v1/health_pb.js";
+import { file_grpc_reflection_v1alpha_reflection } from "../gen/grpc/reflection/v1alpha/reflection_pb.js";
 import { grpcServiceAdapter } from "./grpc-service-adapter.js";
 import { createReflectionImpl, reflectionService, reflectionTypeNames } from "./reflection.js";
 
@@ -73,7 +74,9 @@ export function createMeshServer(options: MeshServerOptions): MeshServer {
   );
   health.addToServer(server);
 
-  const extraFiles: DescFile[] = [file_grpc_health_v1_health, reflectionService.file];
+  // Health and both reflection versions are described too, so clients that
+  // list services can resolve every name they see.
+  const extraFiles: DescFile[] = [file_grpc_health_v1_health, reflectionService.file, file_grpc_reflection_v1alpha_reflection];
   const reflection = createReflectionImpl(
     options.services.map((s) => s.service),
     extraFiles,

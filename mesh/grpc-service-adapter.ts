@@ -119,17 +119,21 @@ function handlerFor(
           callback(null, res, metadataFromHeaders(ctx.responseTrailer));
         } catch (e) {
           callback(statusFromError(e, ctx.responseTrailer));
+        } finally {
+          done(ctx);
         }
       }) as unknown as grpc.UntypedHandleCall;
     case "server_streaming":
       return (async (call: grpc.ServerWritableStream<never, unknown>) => {
         const ctx = contextFor(service, method, typeName, call, shutdownSignal);
         await writeAll(call, ctx, transformInvokeImplementation(spec, ctx, interceptors)(createAsyncIterable([call.request])));
+        done(ctx);
       }) as unknown as grpc.UntypedHandleCall;
     case "bidi_streaming":
       return (async (call: grpc.ServerDuplexStream<never, unknown>) => {
         const ctx = contextFor(service, method, typeName, call, shutdownSignal);
         await writeAll(call, ctx, transformInvokeImplementation(spec, ctx, interceptors)(call as AsyncIterable<never>));
+        done(ctx);
       }) as unknown as grpc.UntypedHandleCall;
     case "client_streaming":
       return (async (call: grpc.ServerReadableStream<never, unknown>, callback: grpc.sendUnaryData<unknown>) => {
@@ -143,9 +147,20 @@ function handlerFor(
           callback(null, res, metadataFromHeaders(ctx.responseTrailer));
         } catch (e) {
           callback(statusFromError(e, ctx.responseTrailer));
+        } finally {
+          done(ctx);
         }
       }) as unknown as grpc.UntypedHandleCall;
   }
+}
+
+/**
+ * done releases a finished call's context: Connect's handler context arms a
+ * timer for the deadline, which would otherwise live (and keep the process
+ * alive) until the deadline passes.
+ */
+function done(ctx: ReturnType<typeof createHandlerContext>): void {
+  ctx.abort();
 }
 
 async function writeAll(

@@ -16,6 +16,22 @@ export interface StartedService {
 }
 
 /**
+ * forkService starts one service as a child process (`raptorflow serve`) and
+ * resolves when it says it listens, with the port it bound.
+ */
+export async function forkService(name: ServiceName, env: Record<string, string | undefined>): Promise<StartedService> {
+  const child = fork(cli, ["serve", name], {
+    env: { ...env, [`${envPrefix(name)}_PORT`]: String(listenPort(name, env)) },
+    stdio: ["ignore", "inherit", "inherit", "ipc"],
+  });
+  const ready = await new Promise<ReadyMessage>((resolve, reject) => {
+    child.once("message", (m: ReadyMessage) => resolve(m));
+    child.once("exit", (code) => reject(new Error(`${name} exited with code ${code} before it was ready`)));
+  });
+  return { name, port: ready.port, child };
+}
+
+/**
  * launchMesh starts every service as its own process, upstreams first, and
  * resolves when each has said it listens. Each service learns where its
  * upstreams really listen (`<SERVICE>_ADDR`), so port 0 works everywhere.
@@ -25,17 +41,9 @@ export async function launchMesh(env: Record<string, string | undefined> = proce
   const childEnv: Record<string, string | undefined> = { ...env };
   try {
     for (const name of serviceNames) {
-      const port = listenPort(name, env);
-      const child = fork(cli, ["serve", name], {
-        env: { ...childEnv, [`${envPrefix(name)}_PORT`]: String(port) },
-        stdio: ["ignore", "inherit", "inherit", "ipc"],
-      });
-      const ready = await new Promise<ReadyMessage>((resolve, reject) => {
-        child.once("message", (m: ReadyMessage) => resolve(m));
-        child.once("exit", (code) => reject(new Error(`${name} exited with code ${code} before it was ready`)));
-      });
-      started.push({ name, port: ready.port, child });
-      childEnv[`${envPrefix(name)}_ADDR`] = `127.0.0.1:${ready.port}`;
+      const s = await forkService(name, childEnv);
+      started.push(s);
+      childEnv[`${envPrefix(name)}_ADDR`] = `127.0.0.1:${s.port}`;
     }
   } catch (e) {
     await stopMesh(started);

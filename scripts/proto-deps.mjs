@@ -74,6 +74,7 @@ const GOOGLE_PROTOS = [
  */
 const GRPC_PROTOS = {
   "grpc/reflection/v1/reflection.proto": ["@grpc/reflection", "build/proto/grpc/reflection/v1/reflection.proto"],
+  "grpc/reflection/v1alpha/reflection.proto": ["@grpc/reflection", "build/proto/grpc/reflection/v1alpha/reflection.proto"],
   "grpc/health/v1/health.proto": ["grpc-health-check", "proto/health/v1/health.proto"],
 };
 

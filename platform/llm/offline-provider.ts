@@ -1,16 +1,27 @@
 import { createHash } from "node:crypto";
+import { setTimeout as sleep } from "node:timers/promises";
 import type { LlmChunk, LlmProvider, LlmRequest, LlmResponse, ModelTierName } from "./llm-provider.js";
+
+/** OfflineProviderOptions configure the offline provider. */
+export interface OfflineProviderOptions {
+  /**
+   * latencyMs makes every call take this long, as a real model would; for
+   * load and resilience tests (`OFFLINE_LLM_LATENCY_MS`). Default 0.
+   */
+  readonly latencyMs?: number;
+}
 
 /**
  * createOfflineProvider returns the embedded default model: deterministic,
  * needing no network and no keys, so the whole mesh runs and tests on one
  * machine. It is not a language model and says so: every answer carries
- * `"provider": "offline"` and a notice. It answers with a JSON object that has
+ * `"provider": "offline"`, and every value starts with `[offline]`. It answers with a JSON object that has
  * exactly the requested output keys, filled from the request's own words, so
  * the agent runtime's parsing, validation, context sharing and accounting run
  * on every call exactly as with a real model.
  */
-export function createOfflineProvider(): LlmProvider {
+export function createOfflineProvider(options: OfflineProviderOptions = {}): LlmProvider {
+  const latencyMs = options.latencyMs ?? 0;
   const models: Record<ModelTierName, string> = { fast: "offline-fast-1", capable: "offline-capable-1" };
   const complete = (req: LlmRequest): LlmResponse => {
     req.signal?.throwIfAborted();
@@ -24,8 +35,12 @@ export function createOfflineProvider(): LlmProvider {
   return {
     name: "offline",
     model: (tier) => models[tier],
-    complete: async (req) => complete(req),
+    async complete(req) {
+      if (latencyMs > 0) await sleep(latencyMs, undefined, { signal: req.signal });
+      return complete(req);
+    },
     async *stream(req): AsyncIterable<LlmChunk> {
+      if (latencyMs > 0) await sleep(latencyMs, undefined, { signal: req.signal });
       const res = complete(req);
       // Chunks of a fixed size keep the stream deterministic, like the rest.
       for (let i = 0; i < res.text.length; i += 48) {

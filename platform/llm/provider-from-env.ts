@@ -9,8 +9,14 @@ import { createOfflineProvider } from "./offline-provider.js";
 export function providerFromEnv(env: Record<string, string | undefined> = process.env): LlmProvider {
   const name = env.LLM_PROVIDER ?? "offline";
   switch (name) {
-    case "offline":
-      return createOfflineProvider();
+    case "offline": {
+      const raw = env.OFFLINE_LLM_LATENCY_MS ?? "0";
+      const latencyMs = Number(raw);
+      if (!Number.isInteger(latencyMs) || latencyMs < 0) {
+        throw new Error(`OFFLINE_LLM_LATENCY_MS must be a whole number of milliseconds, got "${raw}"`);
+      }
+      return createOfflineProvider({ latencyMs });
+    }
     default:
       throw new Error(`LLM_PROVIDER="${name}" is not supported; supported: offline`);
   }

@@ -36,6 +36,7 @@ export function compilePathTemplate(source: string): PathTemplate {
   if (colon >= 0) {
     verb = body.slice(colon + 1);
     body = body.slice(0, colon);
+    if (!/^[^/{}:*=]+$/.test(verb)) throw new Error(`path template "${source}": bad verb ":${verb}"`);
   }
   const segs: Seg[] = [];
   const parts = splitTop(body, source);
@@ -55,6 +56,11 @@ export function compilePathTemplate(source: string): PathTemplate {
     } else {
       segs.push(simple(part, source));
     }
+  }
+  // http.proto: "**" must be the last part of the path (before the verb).
+  const starstar = segs.findIndex((x) => x.kind === "starstar");
+  if (starstar >= 0 && segs.slice(starstar + 1).some((x) => x.kind !== "var-end")) {
+    throw new Error(`path template "${source}": "**" must be the last segment`);
   }
   return {
     source,
@@ -77,7 +83,8 @@ function simple(s: string, source: string): Seg {
   if (s === "*") return { kind: "star" };
   if (s === "**") return { kind: "starstar" };
   if (s === "" || /[{}=]/.test(s)) throw new Error(`path template "${source}": bad segment "${s}"`);
-  return { kind: "literal", value: s };
+  // Literals may be percent-encoded in the template; compare decoded forms.
+  return { kind: "literal", value: safeDecode(s, false) };
 }
 
 /** splitTop splits on "/" outside braces. */
@@ -138,7 +145,8 @@ function walk(segs: Seg[], si: number, raw: string[], ri: number, vars: Map<stri
 
 function safeDecode(s: string, keepSlash: boolean): string {
   try {
-    return keepSlash ? s.split(/%2F/i).map(decodeURIComponent).join("%2F") : decodeURIComponent(s);
+    // Split keeping the separators so "%2f" and "%2F" stay exactly as sent.
+    return keepSlash ? s.split(/(%2F)/i).map((part, i) => (i % 2 ? part : decodeURIComponent(part))).join("") : decodeURIComponent(s);
   } catch {
     return s;
   }

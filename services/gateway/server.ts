@@ -44,13 +44,6 @@ export async function build(options: GatewayOptions = {}): Promise<FastifyInstan
     draining = true;
     for (const t of transports.values()) t.close();
   });
-  // Bad JSON, empty bodies and the like answer like every other error: google.rpc.Status with the HTTP status.
-  app.setErrorHandler((err: { statusCode?: number; message: string }, _req, reply) => {
-    const status = err.statusCode && err.statusCode < 500 ? err.statusCode : 500;
-    reply
-      .code(status)
-      .send({ code: status === 415 || status < 500 ? 3 : 13, message: status < 500 ? err.message : "internal error", details: [] });
-  });
   app.get("/healthz", async (_req, reply) => reply.code(draining ? 503 : 200).send({ status: draining ? "draining" : "serving" }));
   await app.register(fastifyConnectPlugin, {
     routes: (router: ConnectRouter) => {

@@ -112,28 +112,37 @@ export function restTranscoder(options: TranscoderOptions) {
   const bindings = bindingsOf(options.services);
   const registry = registryOf(options.services.map((s) => s.service));
   return async function plugin(app: FastifyInstance): Promise<void> {
+    // Malformed or empty JSON bodies and the like answer as every other
+    // error does: google.rpc.Status JSON (scoped to this plugin's routes).
+    app.setErrorHandler((err: { statusCode?: number; message: string }, _req, reply) => {
+      const clientError = err.statusCode !== undefined && err.statusCode >= 400 && err.statusCode < 500;
+      const e = clientError
+        ? new ConnectError(err.message, Code.InvalidArgument)
+        : new ConnectError("internal error", Code.Internal, undefined, undefined, err);
+      return sendError(reply, e, registry, clientError ? err.statusCode : 500);
+    });
     app.route({
-      method: ["GET", "POST", "PUT", "PATCH", "DELETE"],
+      method: ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE"],
       url: "/*",
       handler: async (request, reply) => {
         const path = request.url.split("?")[0];
         let binding: Binding | undefined;
         let vars: Map<string, string> | undefined;
-        let pathMatched = false;
+        // HEAD is GET without a body (fastify drops the body).
+        const httpMethod = request.method === "HEAD" ? "GET" : request.method;
+        const allowed = new Set<string>();
         for (const b of bindings) {
           const m = b.template.match(path);
           if (!m) continue;
-          pathMatched = true;
-          if (b.httpMethod !== request.method) continue;
+          allowed.add(b.httpMethod);
+          if (b.httpMethod !== httpMethod || binding) continue;
           binding = b;
           vars = m;
-          break;
         }
         if (!binding || !vars) {
-          const err = pathMatched
-            ? new ConnectError(`method ${request.method} is not allowed on ${path}`, Code.Unimplemented)
-            : new ConnectError(`no route for ${request.method} ${path}`, Code.NotFound);
-          return sendError(reply, err, registry, pathMatched ? 405 : 404);
+          if (allowed.size === 0) return sendError(reply, new ConnectError(`no route for ${request.method} ${path}`, Code.NotFound), registry, 404);
+          reply.header("allow", [...allowed].sort().join(", "));
+          return sendError(reply, new ConnectError(`method ${request.method} is not allowed on ${path}`, Code.Unimplemented), registry, 405);
         }
         try {
           const message = requestMessage(binding, vars, request);
@@ -145,7 +154,7 @@ export function restTranscoder(options: TranscoderOptions) {
           }
           if (binding.method.methodKind === "server_streaming") {
             const res = await binding.transport.stream(binding.method as DescMethodStreaming, signal, options.timeoutMs, headers, createAsyncIterable([message]));
-            return streamNdjson(reply, binding, res.message, registry);
+            return await streamNdjson(reply, binding, res.message, registry);
           }
           throw new ConnectError(`${binding.method.name} streams requests and has no REST form`, Code.Unimplemented);
         } catch (e) {
@@ -191,8 +200,31 @@ function requestMessage(b: Binding, vars: Map<string, string>, request: FastifyR
   try {
     return fromJson(input, json, { ignoreUnknownFields: false });
   } catch (e) {
-    throw new ConnectError(`invalid request: ${(e as Error).message}`, Code.InvalidArgument);
+    const field = badField(input, json, "");
+    throw new ConnectError(`invalid request${field ? ` field "${field}"` : ""}: ${(e as Error).message}`, Code.InvalidArgument);
   }
+}
+
+/**
+ * badField finds the field a JSON request fails on, so the 400 names it
+ * (protobuf-es's decoder does not always say which field held a bad enum or
+ * number). It decodes one key at a time and descends into nested messages.
+ */
+function badField(message: DescMessage, json: JsonObject, prefix: string): string | undefined {
+  for (const [key, value] of Object.entries(json)) {
+    try {
+      fromJson(message, { [key]: value }, { ignoreUnknownFields: false });
+      continue;
+    } catch {
+      const field = message.fields.find((f) => f.name === key || f.jsonName === key);
+      const path = `${prefix}${field?.name ?? key}`;
+      if (field?.fieldKind === "message" && value !== null && typeof value === "object" && !Array.isArray(value)) {
+        return badField(field.message, value, `${path}.`) ?? path;
+      }
+      return path;
+    }
+  }
+  return undefined;
 }
 
 /** setPath puts string values at a field path, converted to the JSON form the field's type takes. */
@@ -250,12 +282,16 @@ async function streamNdjson(
   messages: AsyncIterable<Parameters<typeof toJson>[1]>,
   registry: Registry,
 ): Promise<FastifyReply> {
+  // Wait for the first message before sending headers: an error before it
+  // still gets its own HTTP status, like any unary error.
+  const it = messages[Symbol.asyncIterator]();
+  let next = await it.next();
   reply.hijack();
   const res = reply.raw;
   res.writeHead(200, { "content-type": "application/x-ndjson", "cache-control": "no-store" });
   try {
-    for await (const m of messages) {
-      if (!res.write(`${JSON.stringify({ result: responseJson(b, m, registry) })}\n`)) {
+    for (; !next.done; next = await it.next()) {
+      if (!res.write(`${JSON.stringify({ result: responseJson(b, next.value, registry) })}\n`)) {
         await new Promise((r) => res.once("drain", r));
       }
     }

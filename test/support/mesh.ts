@@ -1,0 +1,29 @@
+import { launchMesh, stopMesh, type StartedService } from "../../mesh/local-runner.js";
+import type { ServiceName } from "../../mesh/topology.js";
+
+/** TestMesh is the whole mesh running as real processes on free ports. */
+export interface TestMesh {
+  /** services are the child processes. */
+  readonly services: readonly StartedService[];
+  /** address returns `127.0.0.1:<port>` of a service. */
+  address(name: ServiceName): string;
+  /** url returns the gateway's base URL. */
+  readonly gatewayUrl: string;
+  /** stop stops every process. */
+  stop(): Promise<void>;
+}
+
+/** startTestMesh launches the four services exactly as `raptorflow start` does, on ports the OS picks. */
+export async function startTestMesh(env: Record<string, string> = {}): Promise<TestMesh> {
+  const services = await launchMesh({
+    ...process.env,
+    NODE_ENV: "test",
+    GATEWAY_PORT: "0",
+    ORCHESTRATOR_PORT: "0",
+    V1_AGENTS_PORT: "0",
+    V2_AGENTS_PORT: "0",
+    ...env,
+  });
+  const address = (name: ServiceName): string => `127.0.0.1:${services.find((s) => s.name === name)!.port}`;
+  return { services, address, gatewayUrl: `http://${address("gateway")}`, stop: () => stopMesh(services) };
+}
