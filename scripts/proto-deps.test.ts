@@ -67,6 +67,7 @@ const GOOGLE_FILES = [
   "google/rpc/error_details.proto",
   "google/rpc/status.proto",
 ];
+const GRPC_FILES = ["grpc/health/v1/health.proto", "grpc/reflection/v1/reflection.proto", "grpc/reflection/v1alpha/reflection.proto"];
 
 interface ProtoDepsModule {
   printProtoFile(file: DescFile, opts?: { header?: string; files?: FileRegistry }): string;
@@ -168,9 +169,9 @@ describe("scripts/proto-deps.mjs", () => {
     expect(first.stderr).toBe("");
     expect(first.status).toBe(0);
     expect(first.stdout.trimEnd().split("\n")).toHaveLength(1);
-    expect(first.stdout).toMatch(/^proto-deps: 10 files in .* \(11 written, 0 removed\) in \d+ ms\n$/);
+    expect(first.stdout).toMatch(/^proto-deps: 13 files in .* \(14 written, 0 removed\) in \d+ ms\n$/);
     expect(first.ms).toBeLessThan(2000);
-    expect(listFiles(out)).toEqual([".proto-deps", VALIDATE, ...GOOGLE_FILES].sort());
+    expect(listFiles(out)).toEqual([".proto-deps", VALIDATE, ...GOOGLE_FILES, ...GRPC_FILES].sort());
   });
 
   it("copies the google files verbatim from google-proto-files", () => {
