@@ -96,6 +96,10 @@ export function createGrpcTransport(options: GrpcTransportOptions): GrpcTranspor
         next: (req) =>
           new Promise<UnaryResponse<I, O>>((resolve, reject) => {
             let header = new Headers();
+            // grpc-js runs the callback just before it emits "status" (with the
+            // trailers), in the same tick: fill one Headers object in place so
+            // the response's trailer is complete by the time a caller reads it.
+            const trailer = new Headers();
             const call = client.makeUnaryRequest<MessageShape<I>, MessageShape<O>>(
               `/${method.parent.typeName}/${method.name}`,
               (m) => Buffer.from(toBinary(method.input, m)),
@@ -105,12 +109,11 @@ export function createGrpcTransport(options: GrpcTransportOptions): GrpcTranspor
               { deadline: deadlineOf(timeoutMs) },
               (err, res) => {
                 if (err) return reject(errorFromStatus(err));
-                resolve({ stream: false, service: method.parent, method, header, message: res!, trailer: trailer });
+                resolve({ stream: false, service: method.parent, method, header, message: res!, trailer });
               },
             );
-            let trailer = new Headers();
             call.on("metadata", (md) => (header = headersFromMetadata(md)));
-            call.on("status", (st) => (trailer = headersFromMetadata(st.metadata)));
+            call.on("status", (st) => headersFromMetadata(st.metadata).forEach((v, k) => trailer.set(k, v)));
             abortOn(req.signal, () => call.cancel());
           }),
       });

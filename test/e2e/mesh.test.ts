@@ -7,6 +7,8 @@ import { AgentService } from "../../gen/raptorflow/agent/v1/agent_pb.js";
 import { OrchestratorService, Run_State, Target } from "../../gen/raptorflow/v3/orchestrator_pb.js";
 import { StatusSchema } from "../../gen/google/rpc/status_pb.js";
 import { Health, HealthCheckResponse_ServingStatus } from "../../gen/grpc/health/v1/health_pb.js";
+import { Code, ConnectError, createClient } from "@connectrpc/connect";
+import { createConnectTransport, createGrpcWebTransport } from "@connectrpc/connect-node";
 import { plainServerStream, plainUnary } from "../support/grpc-client.js";
 import { startTestMesh, type TestMesh } from "../support/mesh.js";
 
@@ -71,6 +73,20 @@ describe("REST through the gateway", () => {
     expect(Object.keys(json.output)).toHaveLength(2);
   });
 
+  it("POST /v3/runs:stream streams the run's events as NDJSON, ending with the finished run", async () => {
+    const res = await fetch(`${mesh.gatewayUrl}/v3/runs:stream`, {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify({ input: "Draft a retargeting plan for cart abandoners" }),
+    });
+    expect(res.status).toBe(200);
+    expect(res.headers.get("content-type")).toBe("application/x-ndjson");
+    const events = (await res.text()).trim().split("\n").map((l) => JSON.parse(l).result);
+    expect(Object.keys(events[0])).toEqual(["routed"]);
+    expect(events.some((e) => e.partialOutput)).toBe(true);
+    expect(events.at(-1).run.state).toBe("STATE_SUCCEEDED");
+  });
+
   it("POST /v3/routes:explain returns a decision without running anything", async () => {
     const { status, json } = await post("/v3/routes:explain", { input: "Write a welcome email sequence for trial users" });
     expect(status).toBe(200);
@@ -108,6 +124,28 @@ describe("REST through the gateway", () => {
     expect(res.status).toBe(404);
     expect(((await res.json()) as { code: number }).code).toBe(5);
   });
+});
+
+describe("Connect and gRPC-Web through the gateway (the protocols browsers speak)", () => {
+  for (const [protocol, make] of [
+    ["Connect", createConnectTransport],
+    ["gRPC-Web", createGrpcWebTransport],
+  ] as const) {
+    it(`${protocol}: CreateRun and StreamRun reach the orchestrator`, async () => {
+      const client = createClient(OrchestratorService, make({ baseUrl: mesh.gatewayUrl, httpVersion: "1.1" }));
+      const run = await client.createRun({ input: "Write a LinkedIn post announcing our webinar" });
+      expect(run.state).toBe(Run_State.SUCCEEDED);
+      const kinds: string[] = [];
+      for await (const ev of client.streamRun({ input: "Write a LinkedIn post announcing our webinar" })) kinds.push(ev.event.case ?? "");
+      expect(kinds[0]).toBe("routed");
+      expect(kinds).toContain("stepStarted");
+      expect(kinds).toContain("partialOutput");
+      expect(kinds.at(-1)).toBe("run");
+      const err = await client.createRun({ input: "" }).catch((e: unknown) => ConnectError.from(e));
+      expect(err).toBeInstanceOf(ConnectError);
+      expect((err as ConnectError).code).toBe(Code.InvalidArgument);
+    });
+  }
 });
 
 describe("gRPC straight to the orchestrator with a plain @grpc/grpc-js client", () => {

@@ -1,0 +1,188 @@
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { afterEach, describe, expect, it } from "vitest";
+import { loadCatalog, type Catalog } from "./catalog.js";
+
+const servicesDir = join(import.meta.dirname, "..", "..", "services");
+
+/** departments counts the agents of a catalog per department. */
+function departments(catalog: Catalog): Record<string, number> {
+  const counts: Record<string, number> = {};
+  for (const a of catalog.agents) counts[a.department] = (counts[a.department] ?? 0) + 1;
+  return counts;
+}
+
+describe("loadCatalog on the real catalogs", () => {
+  const v1 = loadCatalog(join(servicesDir, "v1-agents"));
+  const v2 = loadCatalog(join(servicesDir, "v2-agents"));
+
+  it("loads the V1 catalog: 16 agents in 4 departments, all v1", () => {
+    expect(v1.system).toBe("v1");
+    expect(v1.agents).toHaveLength(16);
+    expect(Object.keys(departments(v1))).toHaveLength(4);
+    expect(v1.agents.every((a) => a.system === "v1")).toBe(true);
+  });
+
+  it("loads the V2 catalog: 54 agents in 9 departments, all v2", () => {
+    expect(v2.system).toBe("v2");
+    expect(v2.agents).toHaveLength(54);
+    expect(Object.keys(departments(v2))).toHaveLength(9);
+    expect(departments(v2).creative).toBe(7);
+    expect(v2.agents.every((a) => a.system === "v2")).toBe(true);
+  });
+
+  it("has ids unique across both catalogs", () => {
+    const ids = [...v1.agents, ...v2.agents].map((a) => a.id);
+    expect(new Set(ids).size).toBe(ids.length);
+    expect(ids).toHaveLength(70);
+  });
+
+  it("finds every agent by id and nothing else", () => {
+    for (const c of [v1, v2]) {
+      for (const a of c.agents) expect(c.get(a.id)).toBe(a);
+    }
+    expect(v2.get("no_such_agent")).toBeUndefined();
+    expect(v1.get(v2.agents[0].id)).toBeUndefined();
+  });
+
+  it("gives every agent a system prompt titled with its display name that mentions every output key", () => {
+    for (const a of [...v1.agents, ...v2.agents]) {
+      expect(a.systemPrompt.trim(), a.id).not.toBe("");
+      expect(a.systemPrompt.split("\n")[0], a.id).toBe(`# ${a.displayName}`);
+      for (const key of a.outputs) expect(a.systemPrompt, `${a.id} mentions ${key}`).toContain(key);
+      expect(a.outputs.length, a.id).toBeGreaterThan(0);
+      expect(["fast", "capable"], a.id).toContain(a.modelTier);
+    }
+  });
+});
+
+describe("loadCatalog on malformed catalogs", () => {
+  const dirs: string[] = [];
+  afterEach(() => {
+    for (const d of dirs.splice(0)) rmSync(d, { recursive: true, force: true });
+  });
+
+  /** agent returns a valid catalog entry with the given id. */
+  const agent = (id: string, extra: Record<string, unknown> = {}): Record<string, unknown> => ({
+    id,
+    display_name: `Agent ${id}`,
+    department: "testing",
+    description: `The ${id} agent.`,
+    model_tier: "fast",
+    prompt_version: "2026-01-01.1",
+    tools: [],
+    inputs: ["goal"],
+    outputs: ["answer"],
+    examples: ["Do the thing."],
+    ...extra,
+  });
+
+  /**
+   * writeCatalog writes `catalog.json` and a prompt file for every listed
+   * prompt id into a fresh temp dir and returns the dir.
+   */
+  function writeCatalog(catalog: unknown, prompts: string[]): string {
+    const dir = mkdtempSync(join(tmpdir(), "raptorflow-catalog-"));
+    dirs.push(dir);
+    mkdirSync(join(dir, "prompts"));
+    writeFileSync(join(dir, "catalog.json"), JSON.stringify(catalog));
+    for (const id of prompts) writeFileSync(join(dir, "prompts", `${id}.md`), `# Agent ${id}\n\nReturn \`answer\`.\n`);
+    return dir;
+  }
+
+  /** loadError loads the catalog and returns the error message it fails with. */
+  function loadError(dir: string): string {
+    try {
+      loadCatalog(dir);
+    } catch (e) {
+      return (e as Error).message;
+    }
+    throw new Error(`loadCatalog(${dir}) did not fail`);
+  }
+
+  it("loads a small valid catalog (the baseline the failures below differ from)", () => {
+    const dir = writeCatalog({ system: "v2", agents: [agent("alpha"), agent("beta", { model_tier: "capable" })] }, ["alpha", "beta"]);
+    const c = loadCatalog(dir);
+    expect(c.agents.map((a) => a.id)).toEqual(["alpha", "beta"]);
+    expect(c.get("beta")?.modelTier).toBe("capable");
+    expect(c.get("alpha")?.systemPrompt).toContain("# Agent alpha");
+  });
+
+  it("fails on a missing prompt file, naming the catalog, the agent and the prompt file", () => {
+    const dir = writeCatalog({ system: "v2", agents: [agent("alpha"), agent("beta")] }, ["alpha"]);
+    const msg = loadError(dir);
+    expect(msg).toContain(join(dir, "catalog.json"));
+    expect(msg).toContain("agents[1]");
+    expect(msg).toContain(join(dir, "prompts", "beta.md"));
+    expect(msg).toMatch(/missing/);
+  });
+
+  it("fails on a duplicate id, naming the catalog and the id", () => {
+    const dir = writeCatalog({ system: "v1", agents: [agent("alpha"), agent("alpha")] }, ["alpha"]);
+    const msg = loadError(dir);
+    expect(msg).toContain(join(dir, "catalog.json"));
+    expect(msg).toContain("agents[1]");
+    expect(msg).toContain('"alpha"');
+    expect(msg).toMatch(/twice/);
+  });
+
+  it.each(["Alpha", "9lives", "has-dash", "../escape", "a".repeat(65)])("fails on the bad id %j, naming the catalog and the id", (id) => {
+    const dir = writeCatalog({ system: "v2", agents: [agent("alpha"), agent(id)] }, ["alpha"]);
+    const msg = loadError(dir);
+    expect(msg).toContain(join(dir, "catalog.json"));
+    expect(msg).toContain(`agents[1].id "${id}"`);
+  });
+
+  it("fails on a missing id", () => {
+    const bad = agent("x");
+    delete bad.id;
+    const dir = writeCatalog({ system: "v2", agents: [bad] }, []);
+    const msg = loadError(dir);
+    expect(msg).toContain(join(dir, "catalog.json"));
+    expect(msg).toContain("agents[0].id");
+  });
+
+  it("fails on a bad model_tier, naming the catalog, the agent and the field", () => {
+    const dir = writeCatalog({ system: "v2", agents: [agent("alpha"), agent("beta", { model_tier: "huge" })] }, ["alpha", "beta"]);
+    const msg = loadError(dir);
+    expect(msg).toContain(join(dir, "catalog.json"));
+    expect(msg).toContain("agents[1].model_tier");
+    expect(msg).toMatch(/"fast" or "capable"/);
+  });
+
+  it("fails on empty outputs, naming the catalog, the agent and the field", () => {
+    const dir = writeCatalog({ system: "v2", agents: [agent("alpha"), agent("beta", { outputs: [] })] }, ["alpha", "beta"]);
+    const msg = loadError(dir);
+    expect(msg).toContain(join(dir, "catalog.json"));
+    expect(msg).toContain("agents[1].outputs");
+  });
+
+  it("fails on outputs that are not strings", () => {
+    const dir = writeCatalog({ system: "v2", agents: [agent("alpha", { outputs: ["ok", 3] })] }, ["alpha"]);
+    const msg = loadError(dir);
+    expect(msg).toContain(join(dir, "catalog.json"));
+    expect(msg).toContain("agents[0].outputs must be an array of strings");
+  });
+
+  it("fails on an empty required string field", () => {
+    const dir = writeCatalog({ system: "v2", agents: [agent("alpha", { display_name: "" })] }, ["alpha"]);
+    const msg = loadError(dir);
+    expect(msg).toContain(join(dir, "catalog.json"));
+    expect(msg).toContain("agents[0].display_name must be a non-empty string");
+  });
+
+  it.each([["v3"], [""], [undefined], [2]])('fails on a bad "system" (%j), naming the catalog', (system) => {
+    const dir = writeCatalog({ system, agents: [agent("alpha")] }, ["alpha"]);
+    const msg = loadError(dir);
+    expect(msg).toContain(join(dir, "catalog.json"));
+    expect(msg).toContain('"system" must be "v1" or "v2"');
+  });
+
+  it('fails when "agents" is not an array', () => {
+    const dir = writeCatalog({ system: "v1", agents: { alpha: agent("alpha") } }, ["alpha"]);
+    const msg = loadError(dir);
+    expect(msg).toContain(join(dir, "catalog.json"));
+    expect(msg).toContain('"agents" must be an array');
+  });
+});
