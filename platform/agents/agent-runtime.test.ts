@@ -1,0 +1,227 @@
+import { Code, ConnectError } from "@connectrpc/connect";
+import { describe, expect, it } from "vitest";
+import type { LlmChunk, LlmProvider, LlmRequest, LlmResponse, ModelTierName } from "../llm/llm-provider.js";
+import { buildPrompt, parseOutput, runAgent, type AgentCall } from "./agent-runtime.js";
+import type { AgentDefinition } from "./catalog.js";
+
+const agent: AgentDefinition = {
+  id: "ad_variants",
+  system: "v2",
+  displayName: "Ad Variants",
+  department: "creative",
+  description: "Writes ad variants.",
+  modelTier: "fast",
+  promptVersion: "2026-01-01.1",
+  tools: [],
+  inputs: ["platform", "offer"],
+  outputs: ["variants", "testing_matrix"],
+  examples: [],
+  systemPrompt: "# Ad Variants\n\nReturn `variants` and `testing_matrix`.",
+};
+
+const call: AgentCall = {
+  input: "Write three LinkedIn ads for our bike launch",
+  parameters: { platform: "linkedin", offer: "10% off" },
+  context: { market_intel: { segments: ["commuters"] } },
+};
+
+/** Scripted is one answer the fake model gives. */
+interface Scripted {
+  readonly text: string;
+  readonly inputTokens: number;
+  readonly outputTokens: number;
+}
+
+/**
+ * fakeProvider answers `complete` with the scripted texts in order and
+ * records every request it received; it fails the test when asked more
+ * often than scripted.
+ */
+function fakeProvider(script: Scripted[]): LlmProvider & { requests: LlmRequest[] } {
+  const requests: LlmRequest[] = [];
+  const models: Record<ModelTierName, string> = { fast: "fake-fast", capable: "fake-capable" };
+  const next = (req: LlmRequest): LlmResponse => {
+    requests.push(req);
+    const s = script[requests.length - 1];
+    if (!s) throw new Error(`fake provider called ${requests.length} times, scripted ${script.length}`);
+    return { text: s.text, model: `${models[req.tier]}#${requests.length}`, usage: { inputTokens: s.inputTokens, outputTokens: s.outputTokens } };
+  };
+  return {
+    name: "fake",
+    requests,
+    model: (tier) => models[tier],
+    complete: async (req) => next(req),
+    async *stream(req): AsyncIterable<LlmChunk> {
+      const res = next(req);
+      yield { delta: res.text };
+      yield { done: res };
+    },
+  };
+}
+
+const good = JSON.stringify({ variants: ["A", "B"], testing_matrix: { A: "price" } });
+
+describe("buildPrompt", () => {
+  it("has the request, the inputs, the shared context and the output keys in their sections", () => {
+    const prompt = buildPrompt(agent, call);
+    expect(prompt).toContain(`## Request\n${call.input}`);
+    expect(prompt).toContain(`## Inputs\n${JSON.stringify(call.parameters)}`);
+    expect(prompt).toContain(`## Shared context\n${JSON.stringify(call.context)}`);
+    expect(prompt).toContain("variants, testing_matrix");
+    expect(prompt.indexOf("## Request")).toBeLessThan(prompt.indexOf("## Inputs"));
+    expect(prompt.indexOf("## Inputs")).toBeLessThan(prompt.indexOf("## Shared context"));
+  });
+
+  it("says there is no shared context yet when the context is empty", () => {
+    const prompt = buildPrompt(agent, { ...call, context: {} });
+    expect(prompt).toContain("## Shared context\n(none yet)");
+  });
+});
+
+describe("parseOutput", () => {
+  it("accepts a JSON object with the keys and keeps only the agent's keys", () => {
+    const r = parseOutput(agent, JSON.stringify({ variants: [1], testing_matrix: "m", extra: true }));
+    expect(r).toEqual({ output: { variants: [1], testing_matrix: "m" } });
+  });
+
+  it("accepts an object wrapped in prose", () => {
+    const r = parseOutput(agent, `Sure! Here is the answer:\n${good}\nLet me know if you need more.`);
+    expect(r).toEqual({ output: { variants: ["A", "B"], testing_matrix: { A: "price" } } });
+  });
+
+  it("accepts an object in a ```json fence", () => {
+    const r = parseOutput(agent, "```json\n" + good + "\n```");
+    expect(r).toEqual({ output: { variants: ["A", "B"], testing_matrix: { A: "price" } } });
+  });
+
+  it("accepts keys whose value is null or falsy", () => {
+    const r = parseOutput(agent, JSON.stringify({ variants: null, testing_matrix: 0 }));
+    expect(r).toEqual({ output: { variants: null, testing_matrix: 0 } });
+  });
+
+  it("reports every missing key", () => {
+    expect(parseOutput(agent, "{}")).toEqual({ problems: ['missing key "variants"', 'missing key "testing_matrix"'] });
+    expect(parseOutput(agent, JSON.stringify({ variants: [] }))).toEqual({ problems: ['missing key "testing_matrix"'] });
+  });
+
+  it("reports an answer that is not JSON", () => {
+    const r = parseOutput(agent, "I cannot help with that.");
+    expect("problems" in r && r.problems).toHaveLength(1);
+    expect("problems" in r && r.problems[0]).toMatch(/not valid JSON/);
+  });
+
+  it("reports broken JSON inside braces", () => {
+    const r = parseOutput(agent, "{ variants: [A] }");
+    expect("problems" in r && r.problems[0]).toMatch(/not valid JSON/);
+  });
+
+  it("reports JSON that is not an object", () => {
+    expect(parseOutput(agent, "[1, 2]")).toEqual({ problems: ["the answer must be a JSON object"] });
+    expect(parseOutput(agent, "42")).toEqual({ problems: ["the answer must be a JSON object"] });
+  });
+});
+
+describe("runAgent", () => {
+  it("makes one call when the first answer is good, on the agent's default tier", async () => {
+    const provider = fakeProvider([{ text: good, inputTokens: 100, outputTokens: 20 }]);
+    const out = await runAgent(provider, agent, call);
+    expect(provider.requests).toHaveLength(1);
+    expect(out).toEqual({
+      output: { variants: ["A", "B"], testing_matrix: { A: "price" } },
+      model: "fake-fast#1",
+      tier: "fast",
+      inputTokens: 100,
+      outputTokens: 20,
+      calls: 1,
+    });
+    const req = provider.requests[0];
+    expect(req.system).toBe(agent.systemPrompt);
+    expect(req.prompt).toBe(buildPrompt(agent, call));
+    expect(req.outputKeys).toEqual(agent.outputs);
+    expect(req.tier).toBe("fast");
+  });
+
+  it("repairs once when the first answer is bad, showing the model its problems, and sums the usage", async () => {
+    const provider = fakeProvider([
+      { text: JSON.stringify({ variants: ["A"] }), inputTokens: 100, outputTokens: 10 },
+      { text: good, inputTokens: 130, outputTokens: 25 },
+    ]);
+    const out = await runAgent(provider, agent, call);
+    expect(provider.requests).toHaveLength(2);
+    const repair = provider.requests[1];
+    expect(repair.prompt.startsWith(buildPrompt(agent, call))).toBe(true);
+    expect(repair.prompt).toContain("Your previous answer was rejected");
+    expect(repair.prompt).toContain('missing key "testing_matrix"');
+    expect(repair.prompt).not.toContain('missing key "variants"');
+    expect(repair.system).toBe(agent.systemPrompt);
+    expect(repair.tier).toBe("fast");
+    expect(out.output).toEqual({ variants: ["A", "B"], testing_matrix: { A: "price" } });
+    expect(out.calls).toBe(2);
+    expect(out.inputTokens).toBe(230);
+    expect(out.outputTokens).toBe(35);
+    expect(out.model).toBe("fake-fast#2");
+  });
+
+  it("shows the model that its answer was not JSON", async () => {
+    const provider = fakeProvider([
+      { text: "Here you go: variants are A and B.", inputTokens: 1, outputTokens: 1 },
+      { text: good, inputTokens: 1, outputTokens: 1 },
+    ]);
+    await runAgent(provider, agent, call);
+    expect(provider.requests[1].prompt).toMatch(/not valid JSON/);
+  });
+
+  it("fails with INTERNAL naming the problems after two bad answers", async () => {
+    const provider = fakeProvider([
+      { text: "not json", inputTokens: 1, outputTokens: 1 },
+      { text: JSON.stringify({ testing_matrix: {} }), inputTokens: 1, outputTokens: 1 },
+    ]);
+    const err = await runAgent(provider, agent, call).then(
+      () => undefined,
+      (e: unknown) => e,
+    );
+    expect(err).toBeInstanceOf(ConnectError);
+    expect((err as ConnectError).code).toBe(Code.Internal);
+    expect((err as ConnectError).rawMessage).toContain("ad_variants");
+    expect((err as ConnectError).rawMessage).toContain('missing key "variants"');
+    expect(provider.requests).toHaveLength(2);
+  });
+
+  it("uses the call's tier over the agent's default", async () => {
+    const provider = fakeProvider([{ text: good, inputTokens: 1, outputTokens: 1 }]);
+    const out = await runAgent(provider, agent, { ...call, tier: "capable" });
+    expect(provider.requests[0].tier).toBe("capable");
+    expect(out.tier).toBe("capable");
+    expect(out.model).toBe("fake-capable#1");
+  });
+
+  it("uses the agent's default tier when the call has none", async () => {
+    const capableAgent: AgentDefinition = { ...agent, modelTier: "capable" };
+    const provider = fakeProvider([{ text: good, inputTokens: 1, outputTokens: 1 }]);
+    const out = await runAgent(provider, capableAgent, call);
+    expect(provider.requests[0].tier).toBe("capable");
+    expect(out.tier).toBe("capable");
+  });
+
+  it("passes the call's signal to the provider", async () => {
+    const provider = fakeProvider([{ text: good, inputTokens: 1, outputTokens: 1 }]);
+    const signal = new AbortController().signal;
+    await runAgent(provider, agent, { ...call, signal });
+    expect(provider.requests[0].signal).toBe(signal);
+  });
+
+  it("validates a response it is given (from a stream) without calling the model", async () => {
+    const provider = fakeProvider([]);
+    const out = await runAgent(provider, agent, call, { text: good, model: "streamed", usage: { inputTokens: 7, outputTokens: 3 } });
+    expect(provider.requests).toHaveLength(0);
+    expect(out).toMatchObject({ model: "streamed", inputTokens: 7, outputTokens: 3, calls: 1 });
+  });
+
+  it("repairs a bad response it is given with one model call", async () => {
+    const provider = fakeProvider([{ text: good, inputTokens: 5, outputTokens: 5 }]);
+    const out = await runAgent(provider, agent, call, { text: "{}", model: "streamed", usage: { inputTokens: 7, outputTokens: 3 } });
+    expect(provider.requests).toHaveLength(1);
+    expect(provider.requests[0].prompt).toContain('missing key "variants"');
+    expect(out).toMatchObject({ calls: 2, inputTokens: 12, outputTokens: 8 });
+  });
+});
