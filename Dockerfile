@@ -1,0 +1,16 @@
+# One image for every service of the mesh; the service is the command:
+#   docker run raptorflow serve orchestrator
+FROM node:24-slim
+WORKDIR /app
+ENV NODE_ENV=production
+COPY package.json package-lock.json ./
+RUN npm ci --omit=dev --no-audit --no-fund
+COPY bin ./bin
+COPY gen ./gen
+COPY mesh ./mesh
+COPY platform ./platform
+COPY services ./services
+COPY tsconfig.json ./
+USER node
+ENTRYPOINT ["node", "bin/raptorflow.js"]
+CMD ["--help"]

@@ -1,0 +1,213 @@
+import { join } from "node:path";
+import { Code, ConnectError, createClient, createRouterTransport, type Client } from "@connectrpc/connect";
+import { describe, expect, it } from "vitest";
+import { AgentService, AgentSystem, ModelTier, type AgentEvent } from "../../gen/raptorflow/agent/v1/agent_pb.js";
+import type { LlmProvider, LlmRequest } from "../llm/llm-provider.js";
+import { createOfflineProvider } from "../llm/offline-provider.js";
+import { createAgentServiceImpl } from "./agent-service.js";
+import { loadCatalog } from "./catalog.js";
+
+const catalog = loadCatalog(join(import.meta.dirname, "..", "..", "services", "v2-agents"));
+
+/** recording wraps the offline provider and records every request it sees, from complete and stream alike. */
+function recording(): LlmProvider & { requests: LlmRequest[] } {
+  const inner = createOfflineProvider();
+  const requests: LlmRequest[] = [];
+  return {
+    name: inner.name,
+    requests,
+    model: (tier) => inner.model(tier),
+    complete(req) {
+      requests.push(req);
+      return inner.complete(req);
+    },
+    stream(req) {
+      requests.push(req);
+      return inner.stream(req);
+    },
+  };
+}
+
+/** setup serves the V2 catalog on an in-memory transport and returns a client and the recording provider. */
+function setup(): { client: Client<typeof AgentService>; provider: ReturnType<typeof recording> } {
+  const provider = recording();
+  const transport = createRouterTransport((router) => {
+    router.service(AgentService, createAgentServiceImpl({ catalog, provider }));
+  });
+  return { client: createClient(AgentService, transport), provider };
+}
+
+/** errorOf awaits p and returns the ConnectError it fails with. */
+async function errorOf(p: Promise<unknown>): Promise<ConnectError> {
+  const e = await p.then(
+    () => undefined,
+    (err: unknown) => err,
+  );
+  expect(e).toBeInstanceOf(ConnectError);
+  return e as ConnectError;
+}
+
+const adVariants = catalog.get("ad_variants")!;
+
+describe("AgentService over the V2 catalog", () => {
+  it("ListAgents returns a first page of the default size 50, then the remaining 4", async () => {
+    const { client } = setup();
+    const p1 = await client.listAgents({});
+    expect(p1.agents).toHaveLength(50);
+    expect(p1.totalSize).toBe(54);
+    expect(p1.nextPageToken).not.toBe("");
+    const p2 = await client.listAgents({ pageToken: p1.nextPageToken });
+    expect(p2.agents).toHaveLength(4);
+    expect(p2.nextPageToken).toBe("");
+    const all = [...p1.agents, ...p2.agents];
+    expect(all.map((a) => a.name)).toEqual(catalog.agents.map((a) => `agents/${a.id}`));
+    expect(all.every((a) => a.system === AgentSystem.V2)).toBe(true);
+  });
+
+  it("ListAgents paginates through every agent once", async () => {
+    const { client } = setup();
+    const names: string[] = [];
+    let pageToken = "";
+    let pages = 0;
+    do {
+      const res = await client.listAgents({ pageSize: 20, pageToken });
+      expect(res.agents.length).toBeLessThanOrEqual(20);
+      expect(res.totalSize).toBe(54);
+      names.push(...res.agents.map((a) => a.name));
+      pageToken = res.nextPageToken;
+      pages++;
+    } while (pageToken !== "" && pages < 10);
+    expect(pages).toBe(3);
+    expect(names).toEqual(catalog.agents.map((a) => `agents/${a.id}`));
+  });
+
+  it("ListAgents filters by department: creative has 7", async () => {
+    const { client } = setup();
+    const res = await client.listAgents({ department: "creative" });
+    expect(res.agents).toHaveLength(7);
+    expect(res.totalSize).toBe(7);
+    expect(res.agents.every((a) => a.department === "creative")).toBe(true);
+    expect(res.agents.map((a) => a.name)).toContain("agents/ad_variants");
+  });
+
+  it("ListAgents pages within a department", async () => {
+    const { client } = setup();
+    const p1 = await client.listAgents({ department: "creative", pageSize: 5 });
+    expect(p1.agents).toHaveLength(5);
+    const p2 = await client.listAgents({ department: "creative", pageSize: 5, pageToken: p1.nextPageToken });
+    expect(p2.agents).toHaveLength(2);
+    expect(p2.nextPageToken).toBe("");
+    expect(p2.agents.every((a) => a.department === "creative")).toBe(true);
+  });
+
+  it("ListAgents rejects a page token from another department with INVALID_ARGUMENT", async () => {
+    const { client } = setup();
+    const p1 = await client.listAgents({ department: "creative", pageSize: 5 });
+    const err = await errorOf(client.listAgents({ department: "analytics", pageSize: 5, pageToken: p1.nextPageToken }));
+    expect(err.code).toBe(Code.InvalidArgument);
+  });
+
+  it("ListAgents returns nothing for an unknown department", async () => {
+    const { client } = setup();
+    const res = await client.listAgents({ department: "no_such_department" });
+    expect(res.agents).toHaveLength(0);
+    expect(res.totalSize).toBe(0);
+  });
+
+  it("GetAgent returns the agent's resource", async () => {
+    const { client } = setup();
+    const a = await client.getAgent({ name: "agents/ad_variants" });
+    expect(a.name).toBe("agents/ad_variants");
+    expect(a.displayName).toBe(adVariants.displayName);
+    expect(a.department).toBe("creative");
+    expect(a.outputs).toEqual(adVariants.outputs);
+    expect(a.defaultModelTier).toBe(adVariants.modelTier === "fast" ? ModelTier.FAST : ModelTier.CAPABLE);
+  });
+
+  it("GetAgent of an unknown agent is NOT_FOUND", async () => {
+    const { client } = setup();
+    const err = await errorOf(client.getAgent({ name: "agents/no_such_agent" }));
+    expect(err.code).toBe(Code.NotFound);
+    expect(err.rawMessage).toContain("agents/no_such_agent");
+  });
+
+  it("RunAgent of an unknown agent is NOT_FOUND and calls no model", async () => {
+    const { client, provider } = setup();
+    const err = await errorOf(client.runAgent({ name: "agents/no_such_agent", input: "hello" }));
+    expect(err.code).toBe(Code.NotFound);
+    expect(provider.requests).toHaveLength(0);
+  });
+
+  it("RunAgent returns exactly the agent's output keys from the offline provider, with usage", async () => {
+    const { client, provider } = setup();
+    const res = await client.runAgent({ name: "agents/ad_variants", input: "Write LinkedIn ads for our electric bike launch" });
+    expect(res.agent).toBe("agents/ad_variants");
+    expect(res.system).toBe(AgentSystem.V2);
+    expect(Object.keys(res.output ?? {}).sort()).toEqual([...adVariants.outputs].sort());
+    for (const v of Object.values(res.output ?? {})) expect(String(v)).toMatch(/^\[offline\]/);
+    expect(res.provider).toBe("offline");
+    expect(res.model).toMatch(/^offline-/);
+    expect(res.promptVersion).toBe(adVariants.promptVersion);
+    expect(res.usage?.calls).toBe(1);
+    expect(res.usage?.inputTokens).toBeGreaterThan(0n);
+    expect(res.usage?.outputTokens).toBeGreaterThan(0n);
+    expect(provider.requests).toHaveLength(1);
+    expect(provider.requests[0].system).toBe(adVariants.systemPrompt);
+  });
+
+  it("RunAgent uses the requested model tier over the agent's default", async () => {
+    const { client, provider } = setup();
+    const other = adVariants.modelTier === "fast" ? ModelTier.CAPABLE : ModelTier.FAST;
+    const res = await client.runAgent({ name: "agents/ad_variants", input: "ads please", modelTier: other });
+    expect(res.modelTier).toBe(other);
+    expect(provider.requests[0].tier).toBe(other === ModelTier.FAST ? "fast" : "capable");
+  });
+
+  it("RunAgent passes the shared context and parameters to the model", async () => {
+    const { client, provider } = setup();
+    const context = { market_intel: { segments: ["urban commuters", "students"], note: "prices rising" } };
+    const parameters = { platform: "linkedin", offer: "free helmet" };
+    await client.runAgent({ name: "agents/ad_variants", input: "Write ads", context, parameters });
+    const prompt = provider.requests[0].prompt;
+    expect(prompt).toContain("## Shared context");
+    expect(prompt).toContain("urban commuters");
+    expect(prompt).toContain("prices rising");
+    expect(prompt).toContain("market_intel");
+    expect(prompt).toContain("free helmet");
+  });
+
+  it("StreamAgent yields started, then deltas, then the result last", async () => {
+    const { client, provider } = setup();
+    const context = { brand_memory: { voice: "playful but precise" } };
+    const events: AgentEvent["event"][] = [];
+    for await (const ev of client.streamAgent({ name: "agents/ad_variants", input: "Write LinkedIn ads for our bike launch", context })) {
+      events.push(ev.event);
+    }
+    expect(events[0].case).toBe("started");
+    expect(events[0].case === "started" && events[0].value).toMatchObject({ agent: "agents/ad_variants", provider: "offline" });
+    const last = events.at(-1)!;
+    expect(last.case).toBe("result");
+    const middle = events.slice(1, -1);
+    expect(middle.length).toBeGreaterThan(0);
+    expect(middle.every((e) => e.case === "delta")).toBe(true);
+
+    const text = middle.map((e) => (e.case === "delta" ? e.value : "")).join("");
+    const result = last.case === "result" ? last.value : undefined;
+    expect(JSON.parse(text)).toEqual(result?.output);
+    expect(Object.keys(result?.output ?? {}).sort()).toEqual([...adVariants.outputs].sort());
+    expect(result?.provider).toBe("offline");
+    expect(result?.usage?.calls).toBe(1);
+    expect(provider.requests).toHaveLength(1);
+    expect(provider.requests[0].prompt).toContain("playful but precise");
+  });
+
+  it("StreamAgent of an unknown agent is NOT_FOUND", async () => {
+    const { client } = setup();
+    const err = await errorOf(
+      (async () => {
+        for await (const _ of client.streamAgent({ name: "agents/no_such_agent", input: "hi" })) void _;
+      })(),
+    );
+    expect(err.code).toBe(Code.NotFound);
+  });
+});
