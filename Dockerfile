@@ -4,7 +4,8 @@ FROM node:24-slim
 WORKDIR /app
 ENV NODE_ENV=production
 COPY package.json package-lock.json ./
-RUN npm ci --omit=dev --no-audit --no-fund
+# --ignore-scripts: the postinstall builds proto-deps/ for development only (gen/ is committed).
+RUN npm ci --omit=dev --ignore-scripts --no-audit --no-fund
 COPY bin ./bin
 COPY gen ./gen
 COPY mesh ./mesh
