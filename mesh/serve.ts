@@ -42,19 +42,23 @@ async function start(name: ServiceName, port: number): Promise<Running> {
  * and exits. It tells a parent process when it is ready.
  */
 export async function serve(name: ServiceName): Promise<number> {
-  const running = await start(name, listenPort(name));
-  const ready: ReadyMessage = { type: "ready", service: name, port: running.port };
-  if (process.send) process.send(ready);
-  else console.log(`${name} listening on port ${running.port}`);
-  await new Promise<void>((resolve) => {
-    const stop = (): void => {
-      process.off("SIGTERM", stop);
-      process.off("SIGINT", stop);
-      resolve();
-    };
-    process.on("SIGTERM", stop);
-    process.on("SIGINT", stop);
-  });
-  await running.close();
-  return 0;
+  // Listen for the stop signals before anything is announced: a SIGTERM
+  // right after "ready" must drain, not kill the process.
+  let stopRequested!: () => void;
+  const stopped = new Promise<void>((resolve) => (stopRequested = resolve));
+  const stop = (): void => stopRequested();
+  process.once("SIGTERM", stop);
+  process.once("SIGINT", stop);
+  try {
+    const running = await start(name, listenPort(name));
+    const ready: ReadyMessage = { type: "ready", service: name, port: running.port };
+    if (process.send) process.send(ready);
+    else console.log(`${name} listening on port ${running.port}`);
+    await stopped;
+    await running.close();
+    return 0;
+  } finally {
+    process.off("SIGTERM", stop);
+    process.off("SIGINT", stop);
+  }
 }

@@ -1,6 +1,8 @@
 import { execFile, spawn } from "node:child_process";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
+import { Health, HealthCheckResponse_ServingStatus } from "../gen/grpc/health/v1/health_pb.js";
+import { plainUnary } from "./support/grpc-client.js";
 
 const root = join(import.meta.dirname, "..");
 const bin = join(root, "bin", "raptorflow.js");
@@ -122,6 +124,12 @@ describe.concurrent("raptorflow CLI", () => {
       });
       expect(port).toBeGreaterThan(0);
       expect(port).toBeLessThan(65536);
+      // A user can reach it there: the health check answers SERVING. Having
+      // had an answer also means the process is past its start-up code:
+      // mesh/serve.ts prints the line before it installs its SIGTERM handler,
+      // so a SIGTERM sent the instant the line appears can kill it outright.
+      const health = await plainUnary(`127.0.0.1:${port}`, Health.method.check, { service: "raptorflow.agent.v1.AgentService" });
+      expect(health.message.status).toBe(HealthCheckResponse_ServingStatus.SERVING);
       child.kill("SIGTERM");
       const { code, signal } = await exited;
       expect(signal).toBeNull();

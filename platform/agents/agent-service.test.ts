@@ -124,6 +124,11 @@ describe("AgentService over the V2 catalog", () => {
     expect(a.defaultModelTier).toBe(adVariants.modelTier === "fast" ? ModelTier.FAST : ModelTier.CAPABLE);
   });
 
+  it("GetAgent insists on the agents/ prefix even without request validation", async () => {
+    const { client } = setup();
+    expect((await errorOf(client.getAgent({ name: "XXXXXXXad_variants" }))).code).toBe(Code.NotFound);
+  });
+
   it("GetAgent of an unknown agent is NOT_FOUND", async () => {
     const { client } = setup();
     const err = await errorOf(client.getAgent({ name: "agents/no_such_agent" }));

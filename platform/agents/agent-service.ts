@@ -54,7 +54,7 @@ export function createAgentServiceImpl(options: AgentServiceOptions): ServiceImp
   const messages = catalog.agents.map(toAgentMessage);
 
   const find = (name: string): AgentDefinition => {
-    const agent = catalog.get(name.slice("agents/".length));
+    const agent = name.startsWith("agents/") ? catalog.get(name.slice("agents/".length)) : undefined;
     if (!agent) throw new ConnectError(`agent "${name}" is not in the ${catalog.system} catalog`, Code.NotFound);
     return agent;
   };

@@ -91,6 +91,17 @@ describe("loadCatalog on malformed catalogs", () => {
     return dir;
   }
 
+  it("names the file when catalog.json is not JSON, and the index when an entry is not an object", () => {
+    const dir = writeCatalog({}, []);
+    writeFileSync(join(dir, "catalog.json"), "{ not json");
+    expect(loadError(dir)).toContain(join(dir, "catalog.json"));
+    expect(loadError(writeCatalog({ system: "v1", agents: [agent("a"), null] }, ["a"]))).toMatch(/agents\[1\] must be an object/);
+  });
+
+  it("names the agent by id, not only by position", () => {
+    expect(loadError(writeCatalog({ system: "v1", agents: [agent("a", { model_tier: "huge" })] }, ["a"]))).toContain('agent "a"');
+  });
+
   /** loadError loads the catalog and returns the error message it fails with. */
   function loadError(dir: string): string {
     try {

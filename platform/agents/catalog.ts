@@ -49,35 +49,45 @@ const idPattern = /^[a-z][a-z0-9_]{0,63}$/;
  */
 export function loadCatalog(dir: string): Catalog {
   const file = join(dir, "catalog.json");
-  const raw = JSON.parse(readFileSync(file, "utf8")) as { system?: unknown; agents?: unknown };
+  let raw: { system?: unknown; agents?: unknown };
+  try {
+    raw = JSON.parse(readFileSync(file, "utf8")) as typeof raw;
+  } catch (e) {
+    throw new Error(`${file}: ${(e as Error).message}`);
+  }
   if (raw.system !== "v1" && raw.system !== "v2") throw new Error(`${file}: "system" must be "v1" or "v2"`);
   if (!Array.isArray(raw.agents)) throw new Error(`${file}: "agents" must be an array`);
   const system = raw.system;
   const byId = new Map<string, AgentDefinition>();
-  for (const [i, a] of (raw.agents as Record<string, unknown>[]).entries()) {
+  for (const [i, a] of (raw.agents as unknown[]).entries()) {
+    if (a === null || typeof a !== "object" || Array.isArray(a)) throw new Error(`${file}: agents[${i}] must be an object`);
+    const entry = a as Record<string, unknown>;
     const where = `${file}: agents[${i}]`;
+    // Name the agent too when it has an id, so a message points at it by name.
+    const named = typeof entry.id === "string" && entry.id !== "" ? ` (agent "${entry.id}")` : "";
     const str = (k: string): string => {
-      if (typeof a[k] !== "string" || a[k] === "") throw new Error(`${where}.${k} must be a non-empty string`);
-      return a[k];
+      const v = entry[k];
+      if (typeof v !== "string" || v === "") throw new Error(`${where}.${k} must be a non-empty string${named}`);
+      return v;
     };
     const list = (k: string): string[] => {
-      const v = a[k] ?? [];
-      if (!Array.isArray(v) || v.some((x) => typeof x !== "string")) throw new Error(`${where}.${k} must be an array of strings`);
+      const v = entry[k] ?? [];
+      if (!Array.isArray(v) || v.some((x) => typeof x !== "string")) throw new Error(`${where}.${k} must be an array of strings${named}`);
       return v as string[];
     };
     const id = str("id");
     if (!idPattern.test(id)) throw new Error(`${where}.id "${id}" must match ${idPattern}`);
     if (byId.has(id)) throw new Error(`${where}.id "${id}" is listed twice`);
     const tier = str("model_tier");
-    if (tier !== "fast" && tier !== "capable") throw new Error(`${where}.model_tier must be "fast" or "capable"`);
+    if (tier !== "fast" && tier !== "capable") throw new Error(`${where}.model_tier must be "fast" or "capable"${named}`);
     const outputs = list("outputs");
-    if (outputs.length === 0) throw new Error(`${where}.outputs must name at least one key`);
+    if (outputs.length === 0) throw new Error(`${where}.outputs must name at least one key${named}`);
     const promptFile = join(dir, "prompts", `${id}.md`);
     let systemPrompt: string;
     try {
       systemPrompt = readFileSync(promptFile, "utf8");
     } catch {
-      throw new Error(`${where}: the system prompt file ${promptFile} is missing`);
+      throw new Error(`${where}: the system prompt file ${promptFile} is missing${named}`);
     }
     byId.set(id, {
       id,

@@ -151,7 +151,7 @@ describe("providerFromEnv", () => {
     expect(() => providerFromEnv({ LLM_PROVIDER: "nope" })).toThrow(/LLM_PROVIDER="nope".*supported: offline/);
   });
 
-  it.each(["abc", "-1", "1.5"])("rejects OFFLINE_LLM_LATENCY_MS=%j, naming the variable", (raw) => {
+  it.each(["abc", "-1", "1.5", " 5 ", "1e3", "0x10"])("rejects OFFLINE_LLM_LATENCY_MS=%j, naming the variable", (raw) => {
     expect(() => providerFromEnv({ OFFLINE_LLM_LATENCY_MS: raw })).toThrow(
       `OFFLINE_LLM_LATENCY_MS must be a whole number of milliseconds, got "${raw}"`,
     );

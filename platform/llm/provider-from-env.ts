@@ -10,9 +10,10 @@ export function providerFromEnv(env: Record<string, string | undefined> = proces
   const name = env.LLM_PROVIDER ?? "offline";
   switch (name) {
     case "offline": {
-      const raw = env.OFFLINE_LLM_LATENCY_MS ?? "0";
+      // An empty value means unset, as for every other setting.
+      const raw = env.OFFLINE_LLM_LATENCY_MS || "0";
       const latencyMs = Number(raw);
-      if (!Number.isInteger(latencyMs) || latencyMs < 0) {
+      if (!/^\d+$/.test(raw)) {
         throw new Error(`OFFLINE_LLM_LATENCY_MS must be a whole number of milliseconds, got "${raw}"`);
       }
       return createOfflineProvider({ latencyMs });
