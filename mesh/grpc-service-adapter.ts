@@ -111,46 +111,47 @@ function handlerFor(
 ): grpc.UntypedHandleCall {
   switch (spec.kind) {
     case "unary":
-      return (async (call: grpc.ServerUnaryCall<never, unknown>, callback: grpc.sendUnaryData<unknown>) => {
+      return ((call: grpc.ServerUnaryCall<never, unknown>, callback: grpc.sendUnaryData<unknown>) => {
         const ctx = contextFor(service, method, typeName, call, shutdownSignal);
-        try {
-          const res = await invokeUnaryImplementation(spec, ctx, call.request, interceptors);
-          sendHeader(call, ctx);
-          callback(null, res, metadataFromHeaders(ctx.responseTrailer));
-        } catch (e) {
-          callback(statusFromError(e, ctx.responseTrailer));
-        } finally {
-          done(ctx);
-        }
-      }) as unknown as grpc.UntypedHandleCall;
-    case "server_streaming":
-      return (async (call: grpc.ServerWritableStream<never, unknown>) => {
-        const ctx = contextFor(service, method, typeName, call, shutdownSignal);
-        await writeAll(call, ctx, transformInvokeImplementation(spec, ctx, interceptors)(createAsyncIterable([call.request])));
-        done(ctx);
-      }) as unknown as grpc.UntypedHandleCall;
-    case "bidi_streaming":
-      return (async (call: grpc.ServerDuplexStream<never, unknown>) => {
-        const ctx = contextFor(service, method, typeName, call, shutdownSignal);
-        await writeAll(call, ctx, transformInvokeImplementation(spec, ctx, interceptors)(call as AsyncIterable<never>));
-        done(ctx);
+        return answer(call, callback, ctx, () => invokeUnaryImplementation(spec, ctx, call.request, interceptors));
       }) as unknown as grpc.UntypedHandleCall;
     case "client_streaming":
-      return (async (call: grpc.ServerReadableStream<never, unknown>, callback: grpc.sendUnaryData<unknown>) => {
+      return ((call: grpc.ServerReadableStream<never, unknown>, callback: grpc.sendUnaryData<unknown>) => {
         const ctx = contextFor(service, method, typeName, call, shutdownSignal);
-        try {
+        return answer(call, callback, ctx, async () => {
           let res: unknown;
-          for await (const m of transformInvokeImplementation(spec, ctx, interceptors)(call as AsyncIterable<never>)) {
-            res = m;
-          }
-          sendHeader(call, ctx);
-          callback(null, res, metadataFromHeaders(ctx.responseTrailer));
-        } catch (e) {
-          callback(statusFromError(e, ctx.responseTrailer));
-        } finally {
-          done(ctx);
-        }
+          for await (const m of transformInvokeImplementation(spec, ctx, interceptors)(call as AsyncIterable<never>)) res = m;
+          return res;
+        });
       }) as unknown as grpc.UntypedHandleCall;
+    case "server_streaming":
+      return ((call: grpc.ServerWritableStream<never, unknown>) => {
+        const ctx = contextFor(service, method, typeName, call, shutdownSignal);
+        return writeAll(call, ctx, transformInvokeImplementation(spec, ctx, interceptors)(createAsyncIterable([call.request])));
+      }) as unknown as grpc.UntypedHandleCall;
+    case "bidi_streaming":
+      return ((call: grpc.ServerDuplexStream<never, unknown>) => {
+        const ctx = contextFor(service, method, typeName, call, shutdownSignal);
+        return writeAll(call, ctx, transformInvokeImplementation(spec, ctx, interceptors)(call as AsyncIterable<never>));
+      }) as unknown as grpc.UntypedHandleCall;
+  }
+}
+
+/** answer sends the single response of a unary or client-streaming call, or its error. */
+async function answer(
+  call: grpc.ServerUnaryCall<never, unknown> | grpc.ServerReadableStream<never, unknown>,
+  callback: grpc.sendUnaryData<unknown>,
+  ctx: ReturnType<typeof createHandlerContext>,
+  produce: () => Promise<unknown>,
+): Promise<void> {
+  try {
+    const res = await produce();
+    sendHeader(call, ctx);
+    callback(null, res, metadataFromHeaders(ctx.responseTrailer));
+  } catch (e) {
+    callback(statusFromError(e, ctx.responseTrailer));
+  } finally {
+    done(ctx);
   }
 }
 
@@ -165,7 +166,7 @@ function done(ctx: ReturnType<typeof createHandlerContext>): void {
 
 async function writeAll(
   call: grpc.ServerWritableStream<never, unknown> | grpc.ServerDuplexStream<never, unknown>,
-  ctx: HandlerContext,
+  ctx: ReturnType<typeof createHandlerContext>,
   output: AsyncIterable<unknown>,
 ): Promise<void> {
   let headerSent = false;
@@ -182,7 +183,8 @@ async function writeAll(
     if (!headerSent) sendHeader(call, ctx);
     call.end(metadataFromHeaders(ctx.responseTrailer));
   } catch (e) {
-    if (call.cancelled) return;
-    call.emit("error", statusFromError(e, ctx.responseTrailer));
+    if (!call.cancelled) call.emit("error", statusFromError(e, ctx.responseTrailer));
+  } finally {
+    done(ctx);
   }
 }

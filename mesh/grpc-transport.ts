@@ -83,16 +83,7 @@ export function createGrpcTransport(options: GrpcTransportOptions): GrpcTranspor
         interceptors,
         signal,
         timeoutMs: timeoutMs ?? defaultTimeoutMs,
-        req: {
-          stream: false,
-          service: method.parent,
-          method,
-          requestMethod: "POST",
-          url: `/${method.parent.typeName}/${method.name}`,
-          header: new Headers(header),
-          contextValues: contextValues ?? createContextValues(),
-          message: input,
-        },
+        req: { stream: false, ...requestOf(method, header, contextValues), message: input },
         next: (req) =>
           new Promise<UnaryResponse<I, O>>((resolve, reject) => {
             let header = new Headers();
@@ -130,16 +121,7 @@ export function createGrpcTransport(options: GrpcTransportOptions): GrpcTranspor
         interceptors,
         signal,
         timeoutMs: timeoutMs ?? defaultTimeoutMs,
-        req: {
-          stream: true,
-          service: method.parent,
-          method,
-          requestMethod: "POST",
-          url: `/${method.parent.typeName}/${method.name}`,
-          header: new Headers(header),
-          contextValues: contextValues ?? createContextValues(),
-          message: input,
-        },
+        req: { stream: true, ...requestOf(method, header, contextValues), message: input },
         next: async (req) => {
           const path = `/${method.parent.typeName}/${method.name}`;
           const serialize = (m: MessageShape<I>) => Buffer.from(toBinary(method.input, m));
@@ -189,6 +171,18 @@ export function createGrpcTransport(options: GrpcTransportOptions): GrpcTranspor
         },
       });
     },
+  };
+}
+
+/** requestOf is what every request of a call carries besides its message, as Connect's transports fill it. */
+function requestOf<M extends DescMethodUnary | DescMethodStreaming>(method: M, header: HeadersInit | undefined, contextValues: ContextValues | undefined) {
+  return {
+    service: method.parent,
+    method,
+    requestMethod: "POST",
+    url: `/${method.parent.typeName}/${method.name}`,
+    header: new Headers(header),
+    contextValues: contextValues ?? createContextValues(),
   };
 }
 

@@ -1,4 +1,4 @@
-import { create, type JsonObject } from "@bufbuild/protobuf";
+import { create } from "@bufbuild/protobuf";
 import { Code, ConnectError, type HandlerContext, type ServiceImpl } from "@connectrpc/connect";
 import {
   AgentResultSchema,
@@ -8,6 +8,7 @@ import {
   ModelTier,
   type Agent,
   type AgentResult,
+  type RunAgentRequest,
 } from "../../gen/raptorflow/agent/v1/agent_pb.js";
 import type { LlmProvider, LlmResponse, ModelTierName } from "../llm/llm-provider.js";
 import { paginate } from "../pagination.js";
@@ -75,7 +76,7 @@ export function createAgentServiceImpl(options: AgentServiceOptions): ServiceImp
     });
   };
 
-  const callOf = (req: { input: string; parameters?: JsonObject; context?: JsonObject; modelTier: ModelTier }, ctx: HandlerContext) => ({
+  const callOf = (req: RunAgentRequest, ctx: HandlerContext) => ({
     input: req.input,
     parameters: req.parameters ?? {},
     context: req.context ?? {},

@@ -16,7 +16,7 @@ import type { JsonObject, Message } from "@bufbuild/protobuf";
  * Describes the file raptorflow/agent/v1/agent.proto.
  */
 export const file_raptorflow_agent_v1_agent: GenFile = /*@__PURE__*/
-  fileDesc("Ch9yYXB0b3JmbG93L2FnZW50L3YxL2FnZW50LnByb3RvEhNyYXB0b3JmbG93LmFnZW50LnYxItoCCgVBZ2VudBIRCgRuYW1lGAEgASgJQgPgQQgSMAoGc3lzdGVtGAIgASgOMiAucmFwdG9yZmxvdy5hZ2VudC52MS5BZ2VudFN5c3RlbRISCgpkZXBhcnRtZW50GAMgASgJEhQKDGRpc3BsYXlfbmFtZRgEIAEoCRITCgtkZXNjcmlwdGlvbhgFIAEoCRI6ChJkZWZhdWx0X21vZGVsX3RpZXIYBiABKA4yHi5yYXB0b3JmbG93LmFnZW50LnYxLk1vZGVsVGllchIWCg5wcm9tcHRfdmVyc2lvbhgHIAEoCRINCgV0b29scxgIIAMoCRIOCgZpbnB1dHMYCSADKAkSDwoHb3V0cHV0cxgKIAMoCRIQCghleGFtcGxlcxgLIAMoCTo36kE0ChNyYXB0b3JmbG93LmFpL0FnZW50Eg5hZ2VudHMve2FnZW50fSoGYWdlbnRzMgVhZ2VudCKDAQoRTGlzdEFnZW50c1JlcXVlc3QSHQoJcGFnZV9zaXplGAEgASgFQgq6SAcaBRjoBygAEhwKCnBhZ2VfdG9rZW4YAiABKAlCCLpIBXIDGIAEEjEKCmRlcGFydG1lbnQYAyABKAlCHbpIGnIYGEAyFF4oW2Etel1bYS16MC05X10qKT8kIm0KEkxpc3RBZ2VudHNSZXNwb25zZRIqCgZhZ2VudHMYASADKAsyGi5yYXB0b3JmbG93LmFnZW50LnYxLkFnZW50EhcKD25leHRfcGFnZV90b2tlbhgCIAEoCRISCgp0b3RhbF9zaXplGAMgASgFIkgKD0dldEFnZW50UmVxdWVzdBI1CgRuYW1lGAEgASgJQifgQQK6SCFyHzIdXmFnZW50cy9bYS16XVthLXowLTlfXXswLDYzfSQiqQIKD1J1bkFnZW50UmVxdWVzdBI1CgRuYW1lGAEgASgJQifgQQK6SCFyHzIdXmFnZW50cy9bYS16XVthLXowLTlfXXswLDYzfSQSHQoFaW5wdXQYAiABKAlCDuBBArpICHIGEAEYoJwBEisKCnBhcmFtZXRlcnMYAyABKAsyFy5nb29nbGUucHJvdG9idWYuU3RydWN0EigKB2NvbnRleHQYBCABKAsyFy5nb29nbGUucHJvdG9idWYuU3RydWN0EisKA3J1bhgFIAEoCUIeukgbchkYgAEyFF4ocnVucy9bYS16MC05LV0rKT8kEjwKCm1vZGVsX3RpZXIYBiABKA4yHi5yYXB0b3JmbG93LmFnZW50LnYxLk1vZGVsVGllckIIukgFggECEAEirAIKElN0cmVhbUFnZW50UmVxdWVzdBI1CgRuYW1lGAEgASgJQifgQQK6SCFyHzIdXmFnZW50cy9bYS16XVthLXowLTlfXXswLDYzfSQSHQoFaW5wdXQYAiABKAlCDuBBArpICHIGEAEYoJwBEisKCnBhcmFtZXRlcnMYAyABKAsyFy5nb29nbGUucHJvdG9idWYuU3RydWN0EigKB2NvbnRleHQYBCABKAsyFy5nb29nbGUucHJvdG9idWYuU3RydWN0EisKA3J1bhgFIAEoCUIeukgbchkYgAEyFF4ocnVucy9bYS16MC05LV0rKT8kEjwKCm1vZGVsX3RpZXIYBiABKA4yHi5yYXB0b3JmbG93LmFnZW50LnYxLk1vZGVsVGllckIIukgFggECEAEiVQoFVXNhZ2USFAoMaW5wdXRfdG9rZW5zGAEgASgDEhUKDW91dHB1dF90b2tlbnMYAiABKAMSDQoFY2FsbHMYAyABKAUSEAoIY29zdF91c2QYBCABKAEizQIKC0FnZW50UmVzdWx0Eg0KBWFnZW50GAEgASgJEjAKBnN5c3RlbRgCIAEoDjIgLnJhcHRvcmZsb3cuYWdlbnQudjEuQWdlbnRTeXN0ZW0SJwoGb3V0cHV0GAMgASgLMhcuZ29vZ2xlLnByb3RvYnVmLlN0cnVjdBIPCgdzdW1tYXJ5GAQgASgJEhAKCHByb3ZpZGVyGAUgASgJEg0KBW1vZGVsGAYgASgJEjIKCm1vZGVsX3RpZXIYByABKA4yHi5yYXB0b3JmbG93LmFnZW50LnYxLk1vZGVsVGllchIWCg5wcm9tcHRfdmVyc2lvbhgIIAEoCRIpCgV1c2FnZRgJIAEoCzIaLnJhcHRvcmZsb3cuYWdlbnQudjEuVXNhZ2USKwoIZHVyYXRpb24YCiABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb24ikAEKCkFnZW50RXZlbnQSNAoHc3RhcnRlZBgBIAEoCzIhLnJhcHRvcmZsb3cuYWdlbnQudjEuQWdlbnRTdGFydGVkSAASDwoFZGVsdGEYAiABKAlIABIyCgZyZXN1bHQYAyABKAsyIC5yYXB0b3JmbG93LmFnZW50LnYxLkFnZW50UmVzdWx0SABCBwoFZXZlbnQiPgoMQWdlbnRTdGFydGVkEg0KBWFnZW50GAEgASgJEhAKCHByb3ZpZGVyGAIgASgJEg0KBW1vZGVsGAMgASgJKlUKC0FnZW50U3lzdGVtEhwKGEFHRU5UX1NZU1RFTV9VTlNQRUNJRklFRBAAEhMKD0FHRU5UX1NZU1RFTV9WMRABEhMKD0FHRU5UX1NZU1RFTV9WMhACKlQKCU1vZGVsVGllchIaChZNT0RFTF9USUVSX1VOU1BFQ0lGSUVEEAASEwoPTU9ERUxfVElFUl9GQVNUEAESFgoSTU9ERUxfVElFUl9DQVBBQkxFEAIy/wMKDEFnZW50U2VydmljZRJ3CgpMaXN0QWdlbnRzEiYucmFwdG9yZmxvdy5hZ2VudC52MS5MaXN0QWdlbnRzUmVxdWVzdBonLnJhcHRvcmZsb3cuYWdlbnQudjEuTGlzdEFnZW50c1Jlc3BvbnNlIhiC0+STAhISEC9hZ2VudC92MS9hZ2VudHMSbwoIR2V0QWdlbnQSJC5yYXB0b3JmbG93LmFnZW50LnYxLkdldEFnZW50UmVxdWVzdBoaLnJhcHRvcmZsb3cuYWdlbnQudjEuQWdlbnQiIYLT5JMCGxIZL2FnZW50L3YxL3tuYW1lPWFnZW50cy8qfRJ8CghSdW5BZ2VudBIkLnJhcHRvcmZsb3cuYWdlbnQudjEuUnVuQWdlbnRSZXF1ZXN0GiAucmFwdG9yZmxvdy5hZ2VudC52MS5BZ2VudFJlc3VsdCIogtPkkwIiOgEqIh0vYWdlbnQvdjEve25hbWU9YWdlbnRzLyp9OnJ1bhKGAQoLU3RyZWFtQWdlbnQSJy5yYXB0b3JmbG93LmFnZW50LnYxLlN0cmVhbUFnZW50UmVxdWVzdBofLnJhcHRvcmZsb3cuYWdlbnQudjEuQWdlbnRFdmVudCIrgtPkkwIlOgEqIiAvYWdlbnQvdjEve25hbWU9YWdlbnRzLyp9OnN0cmVhbTABYgZwcm90bzM", [file_buf_validate_validate, file_google_api_annotations, file_google_api_field_behavior, file_google_api_resource, file_google_protobuf_duration, file_google_protobuf_struct]);
+  fileDesc("Ch9yYXB0b3JmbG93L2FnZW50L3YxL2FnZW50LnByb3RvEhNyYXB0b3JmbG93LmFnZW50LnYxItoCCgVBZ2VudBIRCgRuYW1lGAEgASgJQgPgQQgSMAoGc3lzdGVtGAIgASgOMiAucmFwdG9yZmxvdy5hZ2VudC52MS5BZ2VudFN5c3RlbRISCgpkZXBhcnRtZW50GAMgASgJEhQKDGRpc3BsYXlfbmFtZRgEIAEoCRITCgtkZXNjcmlwdGlvbhgFIAEoCRI6ChJkZWZhdWx0X21vZGVsX3RpZXIYBiABKA4yHi5yYXB0b3JmbG93LmFnZW50LnYxLk1vZGVsVGllchIWCg5wcm9tcHRfdmVyc2lvbhgHIAEoCRINCgV0b29scxgIIAMoCRIOCgZpbnB1dHMYCSADKAkSDwoHb3V0cHV0cxgKIAMoCRIQCghleGFtcGxlcxgLIAMoCTo36kE0ChNyYXB0b3JmbG93LmFpL0FnZW50Eg5hZ2VudHMve2FnZW50fSoGYWdlbnRzMgVhZ2VudCKDAQoRTGlzdEFnZW50c1JlcXVlc3QSHQoJcGFnZV9zaXplGAEgASgFQgq6SAcaBRjoBygAEhwKCnBhZ2VfdG9rZW4YAiABKAlCCLpIBXIDGIAEEjEKCmRlcGFydG1lbnQYAyABKAlCHbpIGnIYGEAyFF4oW2Etel1bYS16MC05X10qKT8kIm0KEkxpc3RBZ2VudHNSZXNwb25zZRIqCgZhZ2VudHMYASADKAsyGi5yYXB0b3JmbG93LmFnZW50LnYxLkFnZW50EhcKD25leHRfcGFnZV90b2tlbhgCIAEoCRISCgp0b3RhbF9zaXplGAMgASgFIkgKD0dldEFnZW50UmVxdWVzdBI1CgRuYW1lGAEgASgJQifgQQK6SCFyHzIdXmFnZW50cy9bYS16XVthLXowLTlfXXswLDYzfSQiqQIKD1J1bkFnZW50UmVxdWVzdBI1CgRuYW1lGAEgASgJQifgQQK6SCFyHzIdXmFnZW50cy9bYS16XVthLXowLTlfXXswLDYzfSQSHQoFaW5wdXQYAiABKAlCDuBBArpICHIGEAEYoJwBEisKCnBhcmFtZXRlcnMYAyABKAsyFy5nb29nbGUucHJvdG9idWYuU3RydWN0EigKB2NvbnRleHQYBCABKAsyFy5nb29nbGUucHJvdG9idWYuU3RydWN0EisKA3J1bhgFIAEoCUIeukgbchkYgAEyFF4ocnVucy9bYS16MC05LV0rKT8kEjwKCm1vZGVsX3RpZXIYBiABKA4yHi5yYXB0b3JmbG93LmFnZW50LnYxLk1vZGVsVGllckIIukgFggECEAEiVQoFVXNhZ2USFAoMaW5wdXRfdG9rZW5zGAEgASgDEhUKDW91dHB1dF90b2tlbnMYAiABKAMSDQoFY2FsbHMYAyABKAUSEAoIY29zdF91c2QYBCABKAEizQIKC0FnZW50UmVzdWx0Eg0KBWFnZW50GAEgASgJEjAKBnN5c3RlbRgCIAEoDjIgLnJhcHRvcmZsb3cuYWdlbnQudjEuQWdlbnRTeXN0ZW0SJwoGb3V0cHV0GAMgASgLMhcuZ29vZ2xlLnByb3RvYnVmLlN0cnVjdBIPCgdzdW1tYXJ5GAQgASgJEhAKCHByb3ZpZGVyGAUgASgJEg0KBW1vZGVsGAYgASgJEjIKCm1vZGVsX3RpZXIYByABKA4yHi5yYXB0b3JmbG93LmFnZW50LnYxLk1vZGVsVGllchIWCg5wcm9tcHRfdmVyc2lvbhgIIAEoCRIpCgV1c2FnZRgJIAEoCzIaLnJhcHRvcmZsb3cuYWdlbnQudjEuVXNhZ2USKwoIZHVyYXRpb24YCiABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb24ikAEKCkFnZW50RXZlbnQSNAoHc3RhcnRlZBgBIAEoCzIhLnJhcHRvcmZsb3cuYWdlbnQudjEuQWdlbnRTdGFydGVkSAASDwoFZGVsdGEYAiABKAlIABIyCgZyZXN1bHQYAyABKAsyIC5yYXB0b3JmbG93LmFnZW50LnYxLkFnZW50UmVzdWx0SABCBwoFZXZlbnQiPgoMQWdlbnRTdGFydGVkEg0KBWFnZW50GAEgASgJEhAKCHByb3ZpZGVyGAIgASgJEg0KBW1vZGVsGAMgASgJKlUKC0FnZW50U3lzdGVtEhwKGEFHRU5UX1NZU1RFTV9VTlNQRUNJRklFRBAAEhMKD0FHRU5UX1NZU1RFTV9WMRABEhMKD0FHRU5UX1NZU1RFTV9WMhACKlQKCU1vZGVsVGllchIaChZNT0RFTF9USUVSX1VOU1BFQ0lGSUVEEAASEwoPTU9ERUxfVElFUl9GQVNUEAESFgoSTU9ERUxfVElFUl9DQVBBQkxFEAIy/AMKDEFnZW50U2VydmljZRJ3CgpMaXN0QWdlbnRzEiYucmFwdG9yZmxvdy5hZ2VudC52MS5MaXN0QWdlbnRzUmVxdWVzdBonLnJhcHRvcmZsb3cuYWdlbnQudjEuTGlzdEFnZW50c1Jlc3BvbnNlIhiC0+STAhISEC9hZ2VudC92MS9hZ2VudHMSbwoIR2V0QWdlbnQSJC5yYXB0b3JmbG93LmFnZW50LnYxLkdldEFnZW50UmVxdWVzdBoaLnJhcHRvcmZsb3cuYWdlbnQudjEuQWdlbnQiIYLT5JMCGxIZL2FnZW50L3YxL3tuYW1lPWFnZW50cy8qfRJ8CghSdW5BZ2VudBIkLnJhcHRvcmZsb3cuYWdlbnQudjEuUnVuQWdlbnRSZXF1ZXN0GiAucmFwdG9yZmxvdy5hZ2VudC52MS5BZ2VudFJlc3VsdCIogtPkkwIiOgEqIh0vYWdlbnQvdjEve25hbWU9YWdlbnRzLyp9OnJ1bhKDAQoLU3RyZWFtQWdlbnQSJC5yYXB0b3JmbG93LmFnZW50LnYxLlJ1bkFnZW50UmVxdWVzdBofLnJhcHRvcmZsb3cuYWdlbnQudjEuQWdlbnRFdmVudCIrgtPkkwIlOgEqIiAvYWdlbnQvdjEve25hbWU9YWdlbnRzLyp9OnN0cmVhbTABYgZwcm90bzM", [file_buf_validate_validate, file_google_api_annotations, file_google_api_field_behavior, file_google_api_resource, file_google_protobuf_duration, file_google_protobuf_struct]);
 
 /**
  * Agent describes one agent of a catalog.
@@ -201,7 +201,7 @@ export const GetAgentRequestSchema: GenMessage<GetAgentRequest> = /*@__PURE__*/
   messageDesc(file_raptorflow_agent_v1_agent, 3);
 
 /**
- * RunAgentRequest is the request of AgentService.RunAgent.
+ * RunAgentRequest is the request of AgentService.RunAgent and StreamAgent.
  *
  * @generated from message raptorflow.agent.v1.RunAgentRequest
  */
@@ -258,62 +258,6 @@ export const RunAgentRequestSchema: GenMessage<RunAgentRequest> = /*@__PURE__*/
   messageDesc(file_raptorflow_agent_v1_agent, 4);
 
 /**
- * StreamAgentRequest is the request of AgentService.StreamAgent.
- *
- * @generated from message raptorflow.agent.v1.StreamAgentRequest
- */
-export type StreamAgentRequest = Message<"raptorflow.agent.v1.StreamAgentRequest"> & {
-  /**
-   * The name of the agent to run, for example `agents/icp_builder`.
-   *
-   * @generated from field: string name = 1;
-   */
-  name: string;
-
-  /**
-   * The user's request in natural language.
-   *
-   * @generated from field: string input = 2;
-   */
-  input: string;
-
-  /**
-   * Structured inputs for the agent, keyed by input field name.
-   *
-   * @generated from field: google.protobuf.Struct parameters = 3;
-   */
-  parameters?: JsonObject | undefined;
-
-  /**
-   * The shared context of the run: earlier steps' outputs, keyed by agent id.
-   *
-   * @generated from field: google.protobuf.Struct context = 4;
-   */
-  context?: JsonObject | undefined;
-
-  /**
-   * The run this call belongs to; empty for a stand-alone call.
-   *
-   * @generated from field: string run = 5;
-   */
-  run: string;
-
-  /**
-   * The model tier to use; unspecified means the agent's default.
-   *
-   * @generated from field: raptorflow.agent.v1.ModelTier model_tier = 6;
-   */
-  modelTier: ModelTier;
-};
-
-/**
- * Describes the message raptorflow.agent.v1.StreamAgentRequest.
- * Use `create(StreamAgentRequestSchema)` to create a new message.
- */
-export const StreamAgentRequestSchema: GenMessage<StreamAgentRequest> = /*@__PURE__*/
-  messageDesc(file_raptorflow_agent_v1_agent, 5);
-
-/**
  * Usage counts what one or more model calls consumed.
  *
  * @generated from message raptorflow.agent.v1.Usage
@@ -353,7 +297,7 @@ export type Usage = Message<"raptorflow.agent.v1.Usage"> & {
  * Use `create(UsageSchema)` to create a new message.
  */
 export const UsageSchema: GenMessage<Usage> = /*@__PURE__*/
-  messageDesc(file_raptorflow_agent_v1_agent, 6);
+  messageDesc(file_raptorflow_agent_v1_agent, 5);
 
 /**
  * AgentResult is the outcome of one agent run.
@@ -437,7 +381,7 @@ export type AgentResult = Message<"raptorflow.agent.v1.AgentResult"> & {
  * Use `create(AgentResultSchema)` to create a new message.
  */
 export const AgentResultSchema: GenMessage<AgentResult> = /*@__PURE__*/
-  messageDesc(file_raptorflow_agent_v1_agent, 7);
+  messageDesc(file_raptorflow_agent_v1_agent, 6);
 
 /**
  * AgentEvent is one event of AgentService.StreamAgent.
@@ -482,7 +426,7 @@ export type AgentEvent = Message<"raptorflow.agent.v1.AgentEvent"> & {
  * Use `create(AgentEventSchema)` to create a new message.
  */
 export const AgentEventSchema: GenMessage<AgentEvent> = /*@__PURE__*/
-  messageDesc(file_raptorflow_agent_v1_agent, 8);
+  messageDesc(file_raptorflow_agent_v1_agent, 7);
 
 /**
  * AgentStarted tells which agent and model a stream runs.
@@ -517,7 +461,7 @@ export type AgentStarted = Message<"raptorflow.agent.v1.AgentStarted"> & {
  * Use `create(AgentStartedSchema)` to create a new message.
  */
 export const AgentStartedSchema: GenMessage<AgentStarted> = /*@__PURE__*/
-  messageDesc(file_raptorflow_agent_v1_agent, 9);
+  messageDesc(file_raptorflow_agent_v1_agent, 8);
 
 /**
  * AgentSystem is the generation an agent belongs to.
@@ -627,13 +571,14 @@ export const AgentService: GenService<{
   },
   /**
    * StreamAgent runs one agent and streams its progress, its output as it is
-   * produced, and finally its result.
+   * produced, and finally its result. It takes RunAgent's request: one shape
+   * for the blocking and the streaming form of one operation.
    *
    * @generated from rpc raptorflow.agent.v1.AgentService.StreamAgent
    */
   streamAgent: {
     methodKind: "server_streaming";
-    input: typeof StreamAgentRequestSchema;
+    input: typeof RunAgentRequestSchema;
     output: typeof AgentEventSchema;
   },
 }> = /*@__PURE__*/
