@@ -168,6 +168,16 @@ describe("bindings come from the contracts' google.api.http options", () => {
         "GET /v3/runs -> OrchestratorService.ListRuns body=",
         "POST /v3/routes:explain -> OrchestratorService.ExplainRoute body=*",
         "GET /v3/agents -> OrchestratorService.ListAgents body=",
+        "POST /api/v3/execute -> OrchestratorService.CreateRun body=*",
+        "GET /api/v3/agents -> OrchestratorService.ListAgents body=",
+        "GET /api/v3/status/{run_id} -> OrchestratorService.GetRunStatus body=",
+        "GET /api/v3/result/{run_id} -> OrchestratorService.GetRunResult body=",
+        "GET /v3/capabilities -> OrchestratorService.GetCapabilities body=",
+        "GET /api/v3/capabilities -> OrchestratorService.GetCapabilities body=",
+        "POST /v3/runs:batchCreate -> OrchestratorService.BatchCreateRuns body=*",
+        "POST /api/v3/batch -> OrchestratorService.BatchCreateRuns body=*",
+        "POST /v3/{parent=runs/*}/feedback -> OrchestratorService.CreateFeedback body=feedback",
+        "POST /api/v3/feedback -> OrchestratorService.CreateFeedback body=*",
         "POST /api/icps -> IcpService.CreateIcp body=icp",
         "POST /v1/icps -> IcpService.CreateIcp body=icp",
         "GET /api/{name=icps/*} -> IcpService.GetIcp body=",
@@ -188,7 +198,7 @@ describe("bindings come from the contracts' google.api.http options", () => {
     const orchestrator = bindingsOf([services[0]]);
     const icp = bindingsOf([services[1]]);
     expect(orchestrator).toHaveLength(rulesOf(OrchestratorService));
-    expect(orchestrator).toHaveLength(6);
+    expect(orchestrator).toHaveLength(16);
     expect(icp).toHaveLength(rulesOf(IcpService));
     expect(icp).toHaveLength(10);
     // Every RPC of both services is reachable over REST.

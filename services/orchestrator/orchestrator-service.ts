@@ -4,7 +4,9 @@ import { Code, ConnectError, type Client, type HandlerContext, type ServiceImpl 
 import { uuidv7 } from "uuidv7";
 import { AgentService, AgentSystem, type Agent } from "../../gen/raptorflow/agent/v1/agent_pb.js";
 import {
+  FeedbackSchema,
   OrchestratorService,
+  RouteMode,
   Run_State,
   RunSchema,
   RunStepSchema,
@@ -141,21 +143,93 @@ export function createOrchestratorImpl(deps: OrchestratorDeps): ServiceImpl<type
     yield { event: { case: "run", value: run } };
   }
 
+  const runToEnd = async (req: CreateRunRequest, ctx: HandlerContext): Promise<Run> => {
+    let last: Run | undefined;
+    for await (const ev of execute(req, ctx, false)) {
+      if (ev.event?.case === "run") last = ev.event.value as Run;
+    }
+    return last!;
+  };
+
+  const mustGet = async (name: string): Promise<Run> => {
+    const run = await deps.store.get(name);
+    if (!run) throw new ConnectError(`run "${name}" not found`, Code.NotFound);
+    return run;
+  };
+
   return {
-    async createRun(req, ctx) {
-      let last: Run | undefined;
-      for await (const ev of execute(req, ctx, false)) {
-        if (ev.event?.case === "run") last = ev.event.value as Run;
-      }
-      return last!;
-    },
+    createRun: runToEnd,
     streamRun(req, ctx) {
       return execute(req, ctx, true);
     },
-    async getRun(req) {
-      const run = await deps.store.get(req.name);
-      if (!run) throw new ConnectError(`run "${req.name}" not found`, Code.NotFound);
-      return run;
+    getRun: (req) => mustGet(req.name),
+    async getRunStatus(req) {
+      const run = await mustGet(`runs/${req.runId}`);
+      return {
+        runId: req.runId,
+        name: run.name,
+        state: run.state,
+        completedSteps: run.steps.filter((s) => s.state === Run_State.SUCCEEDED).length,
+        totalSteps: run.route?.steps.length ?? 0,
+        error: run.error,
+        createTime: run.createTime,
+        updateTime: run.updateTime,
+      };
+    },
+    async getRunResult(req) {
+      const run = await mustGet(`runs/${req.runId}`);
+      return {
+        runId: req.runId,
+        name: run.name,
+        state: run.state,
+        route: run.route,
+        output: run.output,
+        summary: run.summary,
+        usage: run.usage,
+        error: run.error,
+      };
+    },
+    async getCapabilities() {
+      const agents = await deps.catalog();
+      const systems = [AgentSystem.V1, AgentSystem.V2].map((system) => {
+        const mine = agents.filter((a) => a.system === system);
+        const departments = [...new Set(mine.map((a) => a.department))].map((department) => ({
+          department,
+          agentCount: mine.filter((a) => a.department === department).length,
+        }));
+        return { system, agentCount: mine.length, departments };
+      });
+      return {
+        systems,
+        routeModes: [RouteMode.V1, RouteMode.V2, RouteMode.HYBRID],
+        router: (await router()).name,
+      };
+    },
+    async batchCreateRuns(req, ctx) {
+      // Route every request first: one bad request fails the batch before any run starts.
+      const r = await router();
+      req.requests.forEach((one, i) => {
+        try {
+          r.route(one);
+        } catch (e) {
+          const err = ConnectError.from(e);
+          throw new ConnectError(`requests[${i}]: ${err.rawMessage}`, err.code);
+        }
+      });
+      const runs: Run[] = [];
+      for (const one of req.requests) runs.push(await runToEnd(one, ctx));
+      return { runs };
+    },
+    async createFeedback(req) {
+      await mustGet(req.parent);
+      const feedback = create(FeedbackSchema, {
+        rating: req.feedback?.rating,
+        comment: req.feedback?.comment,
+        name: `${req.parent}/feedback/${uuidv7()}`,
+        createTime: timestampNow(),
+      });
+      await deps.store.addFeedback(feedback);
+      return feedback;
     },
     async listRuns(req) {
       const { page, nextPageToken } = paginate(await deps.store.list(), req, "runs");

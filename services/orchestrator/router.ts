@@ -22,6 +22,8 @@ export interface RouteRequest {
 
 /** Router decides where a request goes. */
 export interface Router {
+  /** name identifies the router in decisions, for example `keyword-v0`. */
+  readonly name: string;
   /** route returns the decision; an unknown explicit agent is INVALID_ARGUMENT. */
   route(req: RouteRequest): RouteDecision;
 }
@@ -70,6 +72,7 @@ export function createKeywordRouter(agents: readonly Agent[]): Router {
   });
 
   return {
+    name: "keyword-v0",
     route(req) {
       const words = tokens(req.input);
       const complexity = Math.min(1, words.length / 60 + (req.input.match(/\b(and|then|also|plus)\b/gi)?.length ?? 0) * 0.1);

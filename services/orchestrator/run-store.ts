@@ -1,5 +1,5 @@
 import { clone } from "@bufbuild/protobuf";
-import { RunSchema, type Run } from "../../gen/raptorflow/v3/orchestrator_pb.js";
+import { FeedbackSchema, RunSchema, type Feedback, type Run } from "../../gen/raptorflow/v3/orchestrator_pb.js";
 
 /**
  * RunStore keeps runs. The embedded default is in memory; the data-layer
@@ -14,12 +14,15 @@ export interface RunStore {
   findByRequestId(requestId: string): Promise<Run | undefined>;
   /** list returns runs newest first. */
   list(): Promise<Run[]>;
+  /** addFeedback stores feedback on a run (its name is `runs/{run}/feedback/{id}`). */
+  addFeedback(feedback: Feedback): Promise<void>;
 }
 
 /** createMemoryRunStore keeps runs in a Map, copying on the way in and out so callers cannot mutate stored runs. */
 export function createMemoryRunStore(): RunStore {
   const runs = new Map<string, Run>();
   const byRequest = new Map<string, string>();
+  const feedback: Feedback[] = [];
   return {
     async put(run) {
       runs.set(run.name, clone(RunSchema, run));
@@ -32,6 +35,9 @@ export function createMemoryRunStore(): RunStore {
     async findByRequestId(id) {
       const name = byRequest.get(id);
       return name === undefined ? undefined : this.get(name);
+    },
+    async addFeedback(f) {
+      feedback.push(clone(FeedbackSchema, f));
     },
     async list() {
       // Names are UUIDv7: lexical order is creation order.

@@ -12,13 +12,14 @@ import type { Timestamp } from "@bufbuild/protobuf/wkt";
 import { file_google_protobuf_struct, file_google_protobuf_timestamp } from "@bufbuild/protobuf/wkt";
 import type { Agent, AgentResult, AgentSystem, ModelTier, Usage } from "../agent/v1/agent_pb.js";
 import { file_raptorflow_agent_v1_agent } from "../agent/v1/agent_pb.js";
+import { file_raptorflow_api_v1_annotations } from "../api/v1/annotations_pb.js";
 import type { JsonObject, Message } from "@bufbuild/protobuf";
 
 /**
  * Describes the file raptorflow/v3/orchestrator.proto.
  */
 export const file_raptorflow_v3_orchestrator: GenFile = /*@__PURE__*/
-  fileDesc("CiByYXB0b3JmbG93L3YzL29yY2hlc3RyYXRvci5wcm90bxINcmFwdG9yZmxvdy52MyL/AQoQQ3JlYXRlUnVuUmVxdWVzdBIdCgVpbnB1dBgBIAEoCUIO4EECukgIcgYQARignAESMAoEbW9kZRgCIAEoDjIYLnJhcHRvcmZsb3cudjMuUm91dGVNb2RlQgi6SAWCAQIQARI7CgZhZ2VudHMYAyADKAlCK7pIKJIBJRAQIiFyHzIdXmFnZW50cy9bYS16XVthLXowLTlfXXswLDYzfSQSKwoKcGFyYW1ldGVycxgEIAEoCzIXLmdvb2dsZS5wcm90b2J1Zi5TdHJ1Y3QSMAoKcmVxdWVzdF9pZBgFIAEoCUIcukgZchcYQDITXihbQS1aYS16MC05Xy1dKyk/JCI/Cg1HZXRSdW5SZXF1ZXN0Ei4KBG5hbWUYASABKAlCIOBBArpIGnIYMhZecnVucy9bYS16MC05LV17MSw2NH0kIk4KD0xpc3RSdW5zUmVxdWVzdBIdCglwYWdlX3NpemUYASABKAVCCrpIBxoFGOgHKAASHAoKcGFnZV90b2tlbhgCIAEoCUIIukgFcgMYgAQiTQoQTGlzdFJ1bnNSZXNwb25zZRIgCgRydW5zGAEgAygLMhIucmFwdG9yZmxvdy52My5SdW4SFwoPbmV4dF9wYWdlX3Rva2VuGAIgASgJIqMBChNFeHBsYWluUm91dGVSZXF1ZXN0Eh0KBWlucHV0GAEgASgJQg7gQQK6SAhyBhABGKCcARIwCgRtb2RlGAIgASgOMhgucmFwdG9yZmxvdy52My5Sb3V0ZU1vZGVCCLpIBYIBAhABEjsKBmFnZW50cxgDIAMoCUIrukgokgElEBAiIXIfMh1eYWdlbnRzL1thLXpdW2EtejAtOV9dezAsNjN9JCK/AQoRTGlzdEFnZW50c1JlcXVlc3QSHQoJcGFnZV9zaXplGAEgASgFQgq6SAcaBRjoBygAEhwKCnBhZ2VfdG9rZW4YAiABKAlCCLpIBXIDGIAEEjoKBnN5c3RlbRgDIAEoDjIgLnJhcHRvcmZsb3cuYWdlbnQudjEuQWdlbnRTeXN0ZW1CCLpIBYIBAhABEjEKCmRlcGFydG1lbnQYBCABKAlCHbpIGnIYGEAyFF4oW2Etel1bYS16MC05X10qKT8kIm0KEkxpc3RBZ2VudHNSZXNwb25zZRIqCgZhZ2VudHMYASADKAsyGi5yYXB0b3JmbG93LmFnZW50LnYxLkFnZW50EhcKD25leHRfcGFnZV90b2tlbhgCIAEoCRISCgp0b3RhbF9zaXplGAMgASgFIpIBCgtQbGFubmVkU3RlcBINCgVhZ2VudBgBIAEoCRIwCgZzeXN0ZW0YAiABKA4yIC5yYXB0b3JmbG93LmFnZW50LnYxLkFnZW50U3lzdGVtEjIKCm1vZGVsX3RpZXIYAyABKA4yHi5yYXB0b3JmbG93LmFnZW50LnYxLk1vZGVsVGllchIOCgZyZWFzb24YBCABKAkixgEKDVJvdXRlRGVjaXNpb24SJQoGdGFyZ2V0GAEgASgOMhUucmFwdG9yZmxvdy52My5UYXJnZXQSKQoFc3RlcHMYAiADKAsyGi5yYXB0b3JmbG93LnYzLlBsYW5uZWRTdGVwEhIKCmNvbXBsZXhpdHkYAyABKAESEgoKY29uZmlkZW5jZRgEIAEoARIPCgdyZWFzb25zGAUgAygJEg4KBnJvdXRlchgGIAEoCRIaChJlc3RpbWF0ZWRfY29zdF91c2QYByABKAEi7QQKA1J1bhIRCgRuYW1lGAEgASgJQgPgQQgSDQoFaW5wdXQYAiABKAkSMAoFcm91dGUYAyABKAsyHC5yYXB0b3JmbG93LnYzLlJvdXRlRGVjaXNpb25CA+BBAxIsCgVzdGF0ZRgEIAEoDjIYLnJhcHRvcmZsb3cudjMuUnVuLlN0YXRlQgPgQQMSKgoFc3RlcHMYBSADKAsyFi5yYXB0b3JmbG93LnYzLlJ1blN0ZXBCA+BBAxIsCgZvdXRwdXQYBiABKAsyFy5nb29nbGUucHJvdG9idWYuU3RydWN0QgPgQQMSFAoHc3VtbWFyeRgHIAEoCUID4EEDEi4KBXVzYWdlGAggASgLMhoucmFwdG9yZmxvdy5hZ2VudC52MS5Vc2FnZUID4EEDEhIKBWVycm9yGAkgASgJQgPgQQMSNAoLY3JlYXRlX3RpbWUYCiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wQgPgQQMSNAoLdXBkYXRlX3RpbWUYCyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wQgPgQQMSEgoKcmVxdWVzdF9pZBgMIAEoCSKAAQoFU3RhdGUSFQoRU1RBVEVfVU5TUEVDSUZJRUQQABIRCg1TVEFURV9QRU5ESU5HEAESEQoNU1RBVEVfUlVOTklORxACEhMKD1NUQVRFX1NVQ0NFRURFRBADEhAKDFNUQVRFX0ZBSUxFRBAEEhMKD1NUQVRFX0NBTkNFTExFRBAFOi3qQSoKEXJhcHRvcmZsb3cuYWkvUnVuEgpydW5zL3tydW59KgRydW5zMgNydW4ikgIKB1J1blN0ZXASDQoFYWdlbnQYASABKAkSMAoGc3lzdGVtGAIgASgOMiAucmFwdG9yZmxvdy5hZ2VudC52MS5BZ2VudFN5c3RlbRInCgVzdGF0ZRgDIAEoDjIYLnJhcHRvcmZsb3cudjMuUnVuLlN0YXRlEjAKBnJlc3VsdBgEIAEoCzIgLnJhcHRvcmZsb3cuYWdlbnQudjEuQWdlbnRSZXN1bHQSDQoFZXJyb3IYBSABKAkSLgoKc3RhcnRfdGltZRgGIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLAoIZW5kX3RpbWUYByABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wIqwCCghSdW5FdmVudBIuCgZyb3V0ZWQYASABKAsyHC5yYXB0b3JmbG93LnYzLlJvdXRlRGVjaXNpb25IABIuCgxzdGVwX3N0YXJ0ZWQYAiABKAsyFi5yYXB0b3JmbG93LnYzLlJ1blN0ZXBIABI2Cg5wYXJ0aWFsX291dHB1dBgDIAEoCzIcLnJhcHRvcmZsb3cudjMuUGFydGlhbE91dHB1dEgAEi8KDXN0ZXBfZmluaXNoZWQYBCABKAsyFi5yYXB0b3JmbG93LnYzLlJ1blN0ZXBIABIhCgNydW4YBSABKAsyEi5yYXB0b3JmbG93LnYzLlJ1bkgAEisKCHByb2dyZXNzGAYgASgLMhcucmFwdG9yZmxvdy52My5Qcm9ncmVzc0gAQgcKBWV2ZW50Ii0KDVBhcnRpYWxPdXRwdXQSDQoFYWdlbnQYASABKAkSDQoFZGVsdGEYAiABKAkiRQoIUHJvZ3Jlc3MSCwoDcnVuGAEgASgJEhcKD2NvbXBsZXRlZF9zdGVwcxgCIAEoBRITCgt0b3RhbF9zdGVwcxgDIAEoBSpkCglSb3V0ZU1vZGUSGgoWUk9VVEVfTU9ERV9VTlNQRUNJRklFRBAAEhEKDVJPVVRFX01PREVfVjEQARIRCg1ST1VURV9NT0RFX1YyEAISFQoRUk9VVEVfTU9ERV9IWUJSSUQQAypRCgZUYXJnZXQSFgoSVEFSR0VUX1VOU1BFQ0lGSUVEEAASDQoJVEFSR0VUX1YxEAESDQoJVEFSR0VUX1YyEAISEQoNVEFSR0VUX0hZQlJJRBADMt8EChNPcmNoZXN0cmF0b3JTZXJ2aWNlElUKCUNyZWF0ZVJ1bhIfLnJhcHRvcmZsb3cudjMuQ3JlYXRlUnVuUmVxdWVzdBoSLnJhcHRvcmZsb3cudjMuUnVuIhOC0+STAg06ASoiCC92My9ydW5zEmMKCVN0cmVhbVJ1bhIfLnJhcHRvcmZsb3cudjMuQ3JlYXRlUnVuUmVxdWVzdBoXLnJhcHRvcmZsb3cudjMuUnVuRXZlbnQiGoLT5JMCFDoBKiIPL3YzL3J1bnM6c3RyZWFtMAESVQoGR2V0UnVuEhwucmFwdG9yZmxvdy52My5HZXRSdW5SZXF1ZXN0GhIucmFwdG9yZmxvdy52My5SdW4iGYLT5JMCExIRL3YzL3tuYW1lPXJ1bnMvKn0SXQoITGlzdFJ1bnMSHi5yYXB0b3JmbG93LnYzLkxpc3RSdW5zUmVxdWVzdBofLnJhcHRvcmZsb3cudjMuTGlzdFJ1bnNSZXNwb25zZSIQgtPkkwIKEggvdjMvcnVucxJvCgxFeHBsYWluUm91dGUSIi5yYXB0b3JmbG93LnYzLkV4cGxhaW5Sb3V0ZVJlcXVlc3QaHC5yYXB0b3JmbG93LnYzLlJvdXRlRGVjaXNpb24iHYLT5JMCFzoBKiISL3YzL3JvdXRlczpleHBsYWluEmUKCkxpc3RBZ2VudHMSIC5yYXB0b3JmbG93LnYzLkxpc3RBZ2VudHNSZXF1ZXN0GiEucmFwdG9yZmxvdy52My5MaXN0QWdlbnRzUmVzcG9uc2UiEoLT5JMCDBIKL3YzL2FnZW50c2IGcHJvdG8z", [file_buf_validate_validate, file_google_api_annotations, file_google_api_field_behavior, file_google_api_resource, file_google_protobuf_struct, file_google_protobuf_timestamp, file_raptorflow_agent_v1_agent]);
+  fileDesc("CiByYXB0b3JmbG93L3YzL29yY2hlc3RyYXRvci5wcm90bxINcmFwdG9yZmxvdy52MyL/AQoQQ3JlYXRlUnVuUmVxdWVzdBIdCgVpbnB1dBgBIAEoCUIO4EECukgIcgYQARignAESMAoEbW9kZRgCIAEoDjIYLnJhcHRvcmZsb3cudjMuUm91dGVNb2RlQgi6SAWCAQIQARI7CgZhZ2VudHMYAyADKAlCK7pIKJIBJRAQIiFyHzIdXmFnZW50cy9bYS16XVthLXowLTlfXXswLDYzfSQSKwoKcGFyYW1ldGVycxgEIAEoCzIXLmdvb2dsZS5wcm90b2J1Zi5TdHJ1Y3QSMAoKcmVxdWVzdF9pZBgFIAEoCUIcukgZchcYQDITXihbQS1aYS16MC05Xy1dKyk/JCI/Cg1HZXRSdW5SZXF1ZXN0Ei4KBG5hbWUYASABKAlCIOBBArpIGnIYMhZecnVucy9bYS16MC05LV17MSw2NH0kIk4KD0xpc3RSdW5zUmVxdWVzdBIdCglwYWdlX3NpemUYASABKAVCCrpIBxoFGOgHKAASHAoKcGFnZV90b2tlbhgCIAEoCUIIukgFcgMYgAQiTQoQTGlzdFJ1bnNSZXNwb25zZRIgCgRydW5zGAEgAygLMhIucmFwdG9yZmxvdy52My5SdW4SFwoPbmV4dF9wYWdlX3Rva2VuGAIgASgJIqMBChNFeHBsYWluUm91dGVSZXF1ZXN0Eh0KBWlucHV0GAEgASgJQg7gQQK6SAhyBhABGKCcARIwCgRtb2RlGAIgASgOMhgucmFwdG9yZmxvdy52My5Sb3V0ZU1vZGVCCLpIBYIBAhABEjsKBmFnZW50cxgDIAMoCUIrukgokgElEBAiIXIfMh1eYWdlbnRzL1thLXpdW2EtejAtOV9dezAsNjN9JCK/AQoRTGlzdEFnZW50c1JlcXVlc3QSHQoJcGFnZV9zaXplGAEgASgFQgq6SAcaBRjoBygAEhwKCnBhZ2VfdG9rZW4YAiABKAlCCLpIBXIDGIAEEjoKBnN5c3RlbRgDIAEoDjIgLnJhcHRvcmZsb3cuYWdlbnQudjEuQWdlbnRTeXN0ZW1CCLpIBYIBAhABEjEKCmRlcGFydG1lbnQYBCABKAlCHbpIGnIYGEAyFF4oW2Etel1bYS16MC05X10qKT8kIm0KEkxpc3RBZ2VudHNSZXNwb25zZRIqCgZhZ2VudHMYASADKAsyGi5yYXB0b3JmbG93LmFnZW50LnYxLkFnZW50EhcKD25leHRfcGFnZV90b2tlbhgCIAEoCRISCgp0b3RhbF9zaXplGAMgASgFIpIBCgtQbGFubmVkU3RlcBINCgVhZ2VudBgBIAEoCRIwCgZzeXN0ZW0YAiABKA4yIC5yYXB0b3JmbG93LmFnZW50LnYxLkFnZW50U3lzdGVtEjIKCm1vZGVsX3RpZXIYAyABKA4yHi5yYXB0b3JmbG93LmFnZW50LnYxLk1vZGVsVGllchIOCgZyZWFzb24YBCABKAkixgEKDVJvdXRlRGVjaXNpb24SJQoGdGFyZ2V0GAEgASgOMhUucmFwdG9yZmxvdy52My5UYXJnZXQSKQoFc3RlcHMYAiADKAsyGi5yYXB0b3JmbG93LnYzLlBsYW5uZWRTdGVwEhIKCmNvbXBsZXhpdHkYAyABKAESEgoKY29uZmlkZW5jZRgEIAEoARIPCgdyZWFzb25zGAUgAygJEg4KBnJvdXRlchgGIAEoCRIaChJlc3RpbWF0ZWRfY29zdF91c2QYByABKAEi7QQKA1J1bhIRCgRuYW1lGAEgASgJQgPgQQgSDQoFaW5wdXQYAiABKAkSMAoFcm91dGUYAyABKAsyHC5yYXB0b3JmbG93LnYzLlJvdXRlRGVjaXNpb25CA+BBAxIsCgVzdGF0ZRgEIAEoDjIYLnJhcHRvcmZsb3cudjMuUnVuLlN0YXRlQgPgQQMSKgoFc3RlcHMYBSADKAsyFi5yYXB0b3JmbG93LnYzLlJ1blN0ZXBCA+BBAxIsCgZvdXRwdXQYBiABKAsyFy5nb29nbGUucHJvdG9idWYuU3RydWN0QgPgQQMSFAoHc3VtbWFyeRgHIAEoCUID4EEDEi4KBXVzYWdlGAggASgLMhoucmFwdG9yZmxvdy5hZ2VudC52MS5Vc2FnZUID4EEDEhIKBWVycm9yGAkgASgJQgPgQQMSNAoLY3JlYXRlX3RpbWUYCiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wQgPgQQMSNAoLdXBkYXRlX3RpbWUYCyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wQgPgQQMSEgoKcmVxdWVzdF9pZBgMIAEoCSKAAQoFU3RhdGUSFQoRU1RBVEVfVU5TUEVDSUZJRUQQABIRCg1TVEFURV9QRU5ESU5HEAESEQoNU1RBVEVfUlVOTklORxACEhMKD1NUQVRFX1NVQ0NFRURFRBADEhAKDFNUQVRFX0ZBSUxFRBAEEhMKD1NUQVRFX0NBTkNFTExFRBAFOi3qQSoKEXJhcHRvcmZsb3cuYWkvUnVuEgpydW5zL3tydW59KgRydW5zMgNydW4ikgIKB1J1blN0ZXASDQoFYWdlbnQYASABKAkSMAoGc3lzdGVtGAIgASgOMiAucmFwdG9yZmxvdy5hZ2VudC52MS5BZ2VudFN5c3RlbRInCgVzdGF0ZRgDIAEoDjIYLnJhcHRvcmZsb3cudjMuUnVuLlN0YXRlEjAKBnJlc3VsdBgEIAEoCzIgLnJhcHRvcmZsb3cuYWdlbnQudjEuQWdlbnRSZXN1bHQSDQoFZXJyb3IYBSABKAkSLgoKc3RhcnRfdGltZRgGIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLAoIZW5kX3RpbWUYByABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wIqwCCghSdW5FdmVudBIuCgZyb3V0ZWQYASABKAsyHC5yYXB0b3JmbG93LnYzLlJvdXRlRGVjaXNpb25IABIuCgxzdGVwX3N0YXJ0ZWQYAiABKAsyFi5yYXB0b3JmbG93LnYzLlJ1blN0ZXBIABI2Cg5wYXJ0aWFsX291dHB1dBgDIAEoCzIcLnJhcHRvcmZsb3cudjMuUGFydGlhbE91dHB1dEgAEi8KDXN0ZXBfZmluaXNoZWQYBCABKAsyFi5yYXB0b3JmbG93LnYzLlJ1blN0ZXBIABIhCgNydW4YBSABKAsyEi5yYXB0b3JmbG93LnYzLlJ1bkgAEisKCHByb2dyZXNzGAYgASgLMhcucmFwdG9yZmxvdy52My5Qcm9ncmVzc0gAQgcKBWV2ZW50Ii0KDVBhcnRpYWxPdXRwdXQSDQoFYWdlbnQYASABKAkSDQoFZGVsdGEYAiABKAkiRQoIUHJvZ3Jlc3MSCwoDcnVuGAEgASgJEhcKD2NvbXBsZXRlZF9zdGVwcxgCIAEoBRITCgt0b3RhbF9zdGVwcxgDIAEoBSJCChNHZXRSdW5TdGF0dXNSZXF1ZXN0EisKBnJ1bl9pZBgBIAEoCUIb4EECukgVchMyEV5bYS16MC05LV17MSw2NH0kIvEBCglSdW5TdGF0dXMSDgoGcnVuX2lkGAEgASgJEgwKBG5hbWUYAiABKAkSJwoFc3RhdGUYAyABKA4yGC5yYXB0b3JmbG93LnYzLlJ1bi5TdGF0ZRIXCg9jb21wbGV0ZWRfc3RlcHMYBCABKAUSEwoLdG90YWxfc3RlcHMYBSABKAUSDQoFZXJyb3IYBiABKAkSLwoLY3JlYXRlX3RpbWUYByABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEi8KC3VwZGF0ZV90aW1lGAggASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCJCChNHZXRSdW5SZXN1bHRSZXF1ZXN0EisKBnJ1bl9pZBgBIAEoCUIb4EECukgVchMyEV5bYS16MC05LV17MSw2NH0kIvMBCglSdW5SZXN1bHQSDgoGcnVuX2lkGAEgASgJEgwKBG5hbWUYAiABKAkSJwoFc3RhdGUYAyABKA4yGC5yYXB0b3JmbG93LnYzLlJ1bi5TdGF0ZRIrCgVyb3V0ZRgEIAEoCzIcLnJhcHRvcmZsb3cudjMuUm91dGVEZWNpc2lvbhInCgZvdXRwdXQYBSABKAsyFy5nb29nbGUucHJvdG9idWYuU3RydWN0Eg8KB3N1bW1hcnkYBiABKAkSKQoFdXNhZ2UYByABKAsyGi5yYXB0b3JmbG93LmFnZW50LnYxLlVzYWdlEg0KBWVycm9yGAggASgJIhgKFkdldENhcGFiaWxpdGllc1JlcXVlc3QigQEKDENhcGFiaWxpdGllcxIyCgdzeXN0ZW1zGAEgAygLMiEucmFwdG9yZmxvdy52My5TeXN0ZW1DYXBhYmlsaXRpZXMSLQoLcm91dGVfbW9kZXMYAiADKA4yGC5yYXB0b3JmbG93LnYzLlJvdXRlTW9kZRIOCgZyb3V0ZXIYAyABKAkilwEKElN5c3RlbUNhcGFiaWxpdGllcxIwCgZzeXN0ZW0YASABKA4yIC5yYXB0b3JmbG93LmFnZW50LnYxLkFnZW50U3lzdGVtEhMKC2FnZW50X2NvdW50GAIgASgFEjoKC2RlcGFydG1lbnRzGAMgAygLMiUucmFwdG9yZmxvdy52My5EZXBhcnRtZW50Q2FwYWJpbGl0aWVzIkEKFkRlcGFydG1lbnRDYXBhYmlsaXRpZXMSEgoKZGVwYXJ0bWVudBgBIAEoCRITCgthZ2VudF9jb3VudBgCIAEoBSJXChZCYXRjaENyZWF0ZVJ1bnNSZXF1ZXN0Ej0KCHJlcXVlc3RzGAEgAygLMh8ucmFwdG9yZmxvdy52My5DcmVhdGVSdW5SZXF1ZXN0Qgq6SAeSAQQIARAUIjsKF0JhdGNoQ3JlYXRlUnVuc1Jlc3BvbnNlEiAKBHJ1bnMYASADKAsyEi5yYXB0b3JmbG93LnYzLlJ1biJ/ChVDcmVhdGVGZWVkYmFja1JlcXVlc3QSMAoGcGFyZW50GAEgASgJQiDgQQK6SBpyGDIWXnJ1bnMvW2EtejAtOS1dezEsNjR9JBI0CghmZWVkYmFjaxgCIAEoCzIXLnJhcHRvcmZsb3cudjMuRmVlZGJhY2tCCeBBArpIA8gBASLaAQoIRmVlZGJhY2sSEQoEbmFtZRgBIAEoCUID4EEIEhkKBnJhdGluZxgCIAEoBUIJukgGGgQYBSgBEhkKB2NvbW1lbnQYAyABKAlCCLpIBXIDGKAfEjQKC2NyZWF0ZV90aW1lGAQgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcEID4EEDOk/qQUwKFnJhcHRvcmZsb3cuYWkvRmVlZGJhY2sSHnJ1bnMve3J1bn0vZmVlZGJhY2sve2ZlZWRiYWNrfSoIZmVlZGJhY2syCGZlZWRiYWNrKmQKCVJvdXRlTW9kZRIaChZST1VURV9NT0RFX1VOU1BFQ0lGSUVEEAASEQoNUk9VVEVfTU9ERV9WMRABEhEKDVJPVVRFX01PREVfVjIQAhIVChFST1VURV9NT0RFX0hZQlJJRBADKlEKBlRhcmdldBIWChJUQVJHRVRfVU5TUEVDSUZJRUQQABINCglUQVJHRVRfVjEQARINCglUQVJHRVRfVjIQAhIRCg1UQVJHRVRfSFlCUklEEAMyrgoKE09yY2hlc3RyYXRvclNlcnZpY2UScgoJQ3JlYXRlUnVuEh8ucmFwdG9yZmxvdy52My5DcmVhdGVSdW5SZXF1ZXN0GhIucmFwdG9yZmxvdy52My5SdW4iMKK7GAMIyQGC0+STAiM6ASpaFDoBKiIPL2FwaS92My9leGVjdXRlIggvdjMvcnVucxJjCglTdHJlYW1SdW4SHy5yYXB0b3JmbG93LnYzLkNyZWF0ZVJ1blJlcXVlc3QaFy5yYXB0b3JmbG93LnYzLlJ1bkV2ZW50IhqC0+STAhQ6ASoiDy92My9ydW5zOnN0cmVhbTABElUKBkdldFJ1bhIcLnJhcHRvcmZsb3cudjMuR2V0UnVuUmVxdWVzdBoSLnJhcHRvcmZsb3cudjMuUnVuIhmC0+STAhMSES92My97bmFtZT1ydW5zLyp9El0KCExpc3RSdW5zEh4ucmFwdG9yZmxvdy52My5MaXN0UnVuc1JlcXVlc3QaHy5yYXB0b3JmbG93LnYzLkxpc3RSdW5zUmVzcG9uc2UiEILT5JMCChIIL3YzL3J1bnMSbwoMRXhwbGFpblJvdXRlEiIucmFwdG9yZmxvdy52My5FeHBsYWluUm91dGVSZXF1ZXN0GhwucmFwdG9yZmxvdy52My5Sb3V0ZURlY2lzaW9uIh2C0+STAhc6ASoiEi92My9yb3V0ZXM6ZXhwbGFpbhJ3CgpMaXN0QWdlbnRzEiAucmFwdG9yZmxvdy52My5MaXN0QWdlbnRzUmVxdWVzdBohLnJhcHRvcmZsb3cudjMuTGlzdEFnZW50c1Jlc3BvbnNlIiSC0+STAh5aEBIOL2FwaS92My9hZ2VudHMSCi92My9hZ2VudHMSbQoMR2V0UnVuU3RhdHVzEiIucmFwdG9yZmxvdy52My5HZXRSdW5TdGF0dXNSZXF1ZXN0GhgucmFwdG9yZmxvdy52My5SdW5TdGF0dXMiH4LT5JMCGRIXL2FwaS92My9zdGF0dXMve3J1bl9pZH0SbQoMR2V0UnVuUmVzdWx0EiIucmFwdG9yZmxvdy52My5HZXRSdW5SZXN1bHRSZXF1ZXN0GhgucmFwdG9yZmxvdy52My5SdW5SZXN1bHQiH4LT5JMCGRIXL2FwaS92My9yZXN1bHQve3J1bl9pZH0ShwEKD0dldENhcGFiaWxpdGllcxIlLnJhcHRvcmZsb3cudjMuR2V0Q2FwYWJpbGl0aWVzUmVxdWVzdBobLnJhcHRvcmZsb3cudjMuQ2FwYWJpbGl0aWVzIjCC0+STAipaFhIUL2FwaS92My9jYXBhYmlsaXRpZXMSEC92My9jYXBhYmlsaXRpZXMSlQEKD0JhdGNoQ3JlYXRlUnVucxIlLnJhcHRvcmZsb3cudjMuQmF0Y2hDcmVhdGVSdW5zUmVxdWVzdBomLnJhcHRvcmZsb3cudjMuQmF0Y2hDcmVhdGVSdW5zUmVzcG9uc2UiM4LT5JMCLToBKloSOgEqIg0vYXBpL3YzL2JhdGNoIhQvdjMvcnVuczpiYXRjaENyZWF0ZRKdAQoOQ3JlYXRlRmVlZGJhY2sSJC5yYXB0b3JmbG93LnYzLkNyZWF0ZUZlZWRiYWNrUmVxdWVzdBoXLnJhcHRvcmZsb3cudjMuRmVlZGJhY2siTKK7GAMIyQGC0+STAj86CGZlZWRiYWNrWhU6ASoiEC9hcGkvdjMvZmVlZGJhY2siHC92My97cGFyZW50PXJ1bnMvKn0vZmVlZGJhY2tiBnByb3RvMw", [file_buf_validate_validate, file_google_api_annotations, file_google_api_field_behavior, file_google_api_resource, file_google_protobuf_struct, file_google_protobuf_timestamp, file_raptorflow_agent_v1_agent, file_raptorflow_api_v1_annotations]);
 
 /**
  * CreateRunRequest is the request of CreateRun and StreamRun.
@@ -714,6 +715,413 @@ export const ProgressSchema: GenMessage<Progress> = /*@__PURE__*/
   messageDesc(file_raptorflow_v3_orchestrator, 13);
 
 /**
+ * GetRunStatusRequest is the request of GetRunStatus.
+ *
+ * @generated from message raptorflow.v3.GetRunStatusRequest
+ */
+export type GetRunStatusRequest = Message<"raptorflow.v3.GetRunStatusRequest"> & {
+  /**
+   * The run's id: the last segment of its name.
+   *
+   * @generated from field: string run_id = 1;
+   */
+  runId: string;
+};
+
+/**
+ * Describes the message raptorflow.v3.GetRunStatusRequest.
+ * Use `create(GetRunStatusRequestSchema)` to create a new message.
+ */
+export const GetRunStatusRequestSchema: GenMessage<GetRunStatusRequest> = /*@__PURE__*/
+  messageDesc(file_raptorflow_v3_orchestrator, 14);
+
+/**
+ * RunStatus is where a run is.
+ *
+ * @generated from message raptorflow.v3.RunStatus
+ */
+export type RunStatus = Message<"raptorflow.v3.RunStatus"> & {
+  /**
+   * The run's id.
+   *
+   * @generated from field: string run_id = 1;
+   */
+  runId: string;
+
+  /**
+   * The run's resource name.
+   *
+   * @generated from field: string name = 2;
+   */
+  name: string;
+
+  /**
+   * The run's state.
+   *
+   * @generated from field: raptorflow.v3.Run.State state = 3;
+   */
+  state: Run_State;
+
+  /**
+   * Steps finished.
+   *
+   * @generated from field: int32 completed_steps = 4;
+   */
+  completedSteps: number;
+
+  /**
+   * Steps planned.
+   *
+   * @generated from field: int32 total_steps = 5;
+   */
+  totalSteps: number;
+
+  /**
+   * Why the run failed, when it did.
+   *
+   * @generated from field: string error = 6;
+   */
+  error: string;
+
+  /**
+   * When the run was accepted.
+   *
+   * @generated from field: google.protobuf.Timestamp create_time = 7;
+   */
+  createTime?: Timestamp | undefined;
+
+  /**
+   * When the run last changed.
+   *
+   * @generated from field: google.protobuf.Timestamp update_time = 8;
+   */
+  updateTime?: Timestamp | undefined;
+};
+
+/**
+ * Describes the message raptorflow.v3.RunStatus.
+ * Use `create(RunStatusSchema)` to create a new message.
+ */
+export const RunStatusSchema: GenMessage<RunStatus> = /*@__PURE__*/
+  messageDesc(file_raptorflow_v3_orchestrator, 15);
+
+/**
+ * GetRunResultRequest is the request of GetRunResult.
+ *
+ * @generated from message raptorflow.v3.GetRunResultRequest
+ */
+export type GetRunResultRequest = Message<"raptorflow.v3.GetRunResultRequest"> & {
+  /**
+   * The run's id: the last segment of its name.
+   *
+   * @generated from field: string run_id = 1;
+   */
+  runId: string;
+};
+
+/**
+ * Describes the message raptorflow.v3.GetRunResultRequest.
+ * Use `create(GetRunResultRequestSchema)` to create a new message.
+ */
+export const GetRunResultRequestSchema: GenMessage<GetRunResultRequest> = /*@__PURE__*/
+  messageDesc(file_raptorflow_v3_orchestrator, 16);
+
+/**
+ * RunResult is a run's outcome.
+ *
+ * @generated from message raptorflow.v3.RunResult
+ */
+export type RunResult = Message<"raptorflow.v3.RunResult"> & {
+  /**
+   * The run's id.
+   *
+   * @generated from field: string run_id = 1;
+   */
+  runId: string;
+
+  /**
+   * The run's resource name.
+   *
+   * @generated from field: string name = 2;
+   */
+  name: string;
+
+  /**
+   * The run's state.
+   *
+   * @generated from field: raptorflow.v3.Run.State state = 3;
+   */
+  state: Run_State;
+
+  /**
+   * The route the orchestrator took.
+   *
+   * @generated from field: raptorflow.v3.RouteDecision route = 4;
+   */
+  route?: RouteDecision | undefined;
+
+  /**
+   * The combined output: each step's output keyed by agent id.
+   *
+   * @generated from field: google.protobuf.Struct output = 5;
+   */
+  output?: JsonObject | undefined;
+
+  /**
+   * A short human-readable summary.
+   *
+   * @generated from field: string summary = 6;
+   */
+  summary: string;
+
+  /**
+   * What the run consumed.
+   *
+   * @generated from field: raptorflow.agent.v1.Usage usage = 7;
+   */
+  usage?: Usage | undefined;
+
+  /**
+   * Why the run failed, when it did.
+   *
+   * @generated from field: string error = 8;
+   */
+  error: string;
+};
+
+/**
+ * Describes the message raptorflow.v3.RunResult.
+ * Use `create(RunResultSchema)` to create a new message.
+ */
+export const RunResultSchema: GenMessage<RunResult> = /*@__PURE__*/
+  messageDesc(file_raptorflow_v3_orchestrator, 17);
+
+/**
+ * GetCapabilitiesRequest is the request of GetCapabilities.
+ *
+ * @generated from message raptorflow.v3.GetCapabilitiesRequest
+ */
+export type GetCapabilitiesRequest = Message<"raptorflow.v3.GetCapabilitiesRequest"> & {
+};
+
+/**
+ * Describes the message raptorflow.v3.GetCapabilitiesRequest.
+ * Use `create(GetCapabilitiesRequestSchema)` to create a new message.
+ */
+export const GetCapabilitiesRequestSchema: GenMessage<GetCapabilitiesRequest> = /*@__PURE__*/
+  messageDesc(file_raptorflow_v3_orchestrator, 18);
+
+/**
+ * Capabilities describes what the orchestrator can do.
+ *
+ * @generated from message raptorflow.v3.Capabilities
+ */
+export type Capabilities = Message<"raptorflow.v3.Capabilities"> & {
+  /**
+   * The agent systems behind the orchestrator.
+   *
+   * @generated from field: repeated raptorflow.v3.SystemCapabilities systems = 1;
+   */
+  systems: SystemCapabilities[];
+
+  /**
+   * The routing modes a request may force.
+   *
+   * @generated from field: repeated raptorflow.v3.RouteMode route_modes = 2;
+   */
+  routeModes: RouteMode[];
+
+  /**
+   * The router that decides when no mode is forced.
+   *
+   * @generated from field: string router = 3;
+   */
+  router: string;
+};
+
+/**
+ * Describes the message raptorflow.v3.Capabilities.
+ * Use `create(CapabilitiesSchema)` to create a new message.
+ */
+export const CapabilitiesSchema: GenMessage<Capabilities> = /*@__PURE__*/
+  messageDesc(file_raptorflow_v3_orchestrator, 19);
+
+/**
+ * SystemCapabilities describes one agent system.
+ *
+ * @generated from message raptorflow.v3.SystemCapabilities
+ */
+export type SystemCapabilities = Message<"raptorflow.v3.SystemCapabilities"> & {
+  /**
+   * The system.
+   *
+   * @generated from field: raptorflow.agent.v1.AgentSystem system = 1;
+   */
+  system: AgentSystem;
+
+  /**
+   * How many agents it has.
+   *
+   * @generated from field: int32 agent_count = 2;
+   */
+  agentCount: number;
+
+  /**
+   * Its departments and how many agents each has.
+   *
+   * @generated from field: repeated raptorflow.v3.DepartmentCapabilities departments = 3;
+   */
+  departments: DepartmentCapabilities[];
+};
+
+/**
+ * Describes the message raptorflow.v3.SystemCapabilities.
+ * Use `create(SystemCapabilitiesSchema)` to create a new message.
+ */
+export const SystemCapabilitiesSchema: GenMessage<SystemCapabilities> = /*@__PURE__*/
+  messageDesc(file_raptorflow_v3_orchestrator, 20);
+
+/**
+ * DepartmentCapabilities is one department of a system.
+ *
+ * @generated from message raptorflow.v3.DepartmentCapabilities
+ */
+export type DepartmentCapabilities = Message<"raptorflow.v3.DepartmentCapabilities"> & {
+  /**
+   * The department, for example `creative`.
+   *
+   * @generated from field: string department = 1;
+   */
+  department: string;
+
+  /**
+   * How many agents it has.
+   *
+   * @generated from field: int32 agent_count = 2;
+   */
+  agentCount: number;
+};
+
+/**
+ * Describes the message raptorflow.v3.DepartmentCapabilities.
+ * Use `create(DepartmentCapabilitiesSchema)` to create a new message.
+ */
+export const DepartmentCapabilitiesSchema: GenMessage<DepartmentCapabilities> = /*@__PURE__*/
+  messageDesc(file_raptorflow_v3_orchestrator, 21);
+
+/**
+ * BatchCreateRunsRequest is the request of BatchCreateRuns.
+ *
+ * @generated from message raptorflow.v3.BatchCreateRunsRequest
+ */
+export type BatchCreateRunsRequest = Message<"raptorflow.v3.BatchCreateRunsRequest"> & {
+  /**
+   * The runs to create, at most 20.
+   *
+   * @generated from field: repeated raptorflow.v3.CreateRunRequest requests = 1;
+   */
+  requests: CreateRunRequest[];
+};
+
+/**
+ * Describes the message raptorflow.v3.BatchCreateRunsRequest.
+ * Use `create(BatchCreateRunsRequestSchema)` to create a new message.
+ */
+export const BatchCreateRunsRequestSchema: GenMessage<BatchCreateRunsRequest> = /*@__PURE__*/
+  messageDesc(file_raptorflow_v3_orchestrator, 22);
+
+/**
+ * BatchCreateRunsResponse is the response of BatchCreateRuns.
+ *
+ * @generated from message raptorflow.v3.BatchCreateRunsResponse
+ */
+export type BatchCreateRunsResponse = Message<"raptorflow.v3.BatchCreateRunsResponse"> & {
+  /**
+   * The runs, in the order of the requests.
+   *
+   * @generated from field: repeated raptorflow.v3.Run runs = 1;
+   */
+  runs: Run[];
+};
+
+/**
+ * Describes the message raptorflow.v3.BatchCreateRunsResponse.
+ * Use `create(BatchCreateRunsResponseSchema)` to create a new message.
+ */
+export const BatchCreateRunsResponseSchema: GenMessage<BatchCreateRunsResponse> = /*@__PURE__*/
+  messageDesc(file_raptorflow_v3_orchestrator, 23);
+
+/**
+ * CreateFeedbackRequest is the request of CreateFeedback.
+ *
+ * @generated from message raptorflow.v3.CreateFeedbackRequest
+ */
+export type CreateFeedbackRequest = Message<"raptorflow.v3.CreateFeedbackRequest"> & {
+  /**
+   * The run the feedback is about, for example `runs/0193…`.
+   *
+   * @generated from field: string parent = 1;
+   */
+  parent: string;
+
+  /**
+   * The feedback.
+   *
+   * @generated from field: raptorflow.v3.Feedback feedback = 2;
+   */
+  feedback?: Feedback | undefined;
+};
+
+/**
+ * Describes the message raptorflow.v3.CreateFeedbackRequest.
+ * Use `create(CreateFeedbackRequestSchema)` to create a new message.
+ */
+export const CreateFeedbackRequestSchema: GenMessage<CreateFeedbackRequest> = /*@__PURE__*/
+  messageDesc(file_raptorflow_v3_orchestrator, 24);
+
+/**
+ * Feedback is a user's rating of a run.
+ *
+ * @generated from message raptorflow.v3.Feedback
+ */
+export type Feedback = Message<"raptorflow.v3.Feedback"> & {
+  /**
+   * The resource name, for example `runs/0193…/feedback/0193…`.
+   *
+   * @generated from field: string name = 1;
+   */
+  name: string;
+
+  /**
+   * The rating, from 1 (useless) to 5 (excellent).
+   *
+   * @generated from field: int32 rating = 2;
+   */
+  rating: number;
+
+  /**
+   * What the user said.
+   *
+   * @generated from field: string comment = 3;
+   */
+  comment: string;
+
+  /**
+   * When the feedback was given.
+   *
+   * @generated from field: google.protobuf.Timestamp create_time = 4;
+   */
+  createTime?: Timestamp | undefined;
+};
+
+/**
+ * Describes the message raptorflow.v3.Feedback.
+ * Use `create(FeedbackSchema)` to create a new message.
+ */
+export const FeedbackSchema: GenMessage<Feedback> = /*@__PURE__*/
+  messageDesc(file_raptorflow_v3_orchestrator, 25);
+
+/**
  * RouteMode lets a caller force the route of a request.
  *
  * @generated from enum raptorflow.v3.RouteMode
@@ -864,6 +1272,60 @@ export const OrchestratorService: GenService<{
     methodKind: "unary";
     input: typeof ListAgentsRequestSchema;
     output: typeof ListAgentsResponseSchema;
+  },
+  /**
+   * GetRunStatus tells where a run is, by its bare id: the original unified
+   * API's status route.
+   *
+   * @generated from rpc raptorflow.v3.OrchestratorService.GetRunStatus
+   */
+  getRunStatus: {
+    methodKind: "unary";
+    input: typeof GetRunStatusRequestSchema;
+    output: typeof RunStatusSchema;
+  },
+  /**
+   * GetRunResult returns a run's outcome, by its bare id: the original
+   * unified API's result route.
+   *
+   * @generated from rpc raptorflow.v3.OrchestratorService.GetRunResult
+   */
+  getRunResult: {
+    methodKind: "unary";
+    input: typeof GetRunResultRequestSchema;
+    output: typeof RunResultSchema;
+  },
+  /**
+   * GetCapabilities describes what the orchestrator can do: its systems,
+   * their departments and agent counts, and the routing modes.
+   *
+   * @generated from rpc raptorflow.v3.OrchestratorService.GetCapabilities
+   */
+  getCapabilities: {
+    methodKind: "unary";
+    input: typeof GetCapabilitiesRequestSchema;
+    output: typeof CapabilitiesSchema;
+  },
+  /**
+   * BatchCreateRuns runs several requests and returns every run, in order
+   * (AIP-233). A request that fails validation fails the whole batch.
+   *
+   * @generated from rpc raptorflow.v3.OrchestratorService.BatchCreateRuns
+   */
+  batchCreateRuns: {
+    methodKind: "unary";
+    input: typeof BatchCreateRunsRequestSchema;
+    output: typeof BatchCreateRunsResponseSchema;
+  },
+  /**
+   * CreateFeedback records a user's rating of a run.
+   *
+   * @generated from rpc raptorflow.v3.OrchestratorService.CreateFeedback
+   */
+  createFeedback: {
+    methodKind: "unary";
+    input: typeof CreateFeedbackRequestSchema;
+    output: typeof FeedbackSchema;
   },
 }> = /*@__PURE__*/
   serviceDesc(file_raptorflow_v3_orchestrator, 0);
