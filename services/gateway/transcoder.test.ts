@@ -223,7 +223,8 @@ describe("body \"*\"", () => {
         requestId: "req-1",
       },
     });
-    expect(res.statusCode).toBe(200);
+    // CreateRun's contract says 201 (raptorflow.api.v1.http_response).
+    expect(res.statusCode).toBe(201);
     expect(res.headers["content-type"]).toMatch(/^application\/json/);
     expect(res.json()).toEqual({
       name: "runs/r1",
@@ -243,7 +244,7 @@ describe("body \"*\"", () => {
 
   it("accepts proto field names and enum numbers in the body", async () => {
     const res = await app.inject({ method: "POST", url: "/v3/runs", payload: { input: "x", request_id: "req-2", mode: 1 } });
-    expect(res.statusCode).toBe(200);
+    expect(res.statusCode).toBe(201);
     expect(res.json()).toMatchObject({ requestId: "req-2" });
     const req = only<CreateRunRequest>("CreateRun");
     expect(req.requestId).toBe("req-2");

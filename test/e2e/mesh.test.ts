@@ -39,7 +39,7 @@ async function getJson(path: string): Promise<any> {
 describe("REST through the gateway", () => {
   it("POST /v3/runs routes, runs the agent over gRPC and returns the finished run", async () => {
     const { status, json } = await post("/v3/runs", { input: "Build an ideal customer profile for our B2B analytics tool" });
-    expect(status).toBe(200);
+    expect(status).toBe(201);
     expect(json.name).toMatch(/^runs\/[0-9a-f-]+$/);
     expect(json.state).toBe("STATE_SUCCEEDED");
     expect(["TARGET_V1", "TARGET_V2", "TARGET_HYBRID"]).toContain(json.route.target);
@@ -66,7 +66,7 @@ describe("REST through the gateway", () => {
       input: "Profile our ideal customer and then write three ad variants for them",
       mode: "ROUTE_MODE_HYBRID",
     });
-    expect(status).toBe(200);
+    expect(status).toBe(201);
     expect(json.route.target).toBe("TARGET_HYBRID");
     expect(json.steps.map((s: { system: string }) => s.system)).toEqual(["AGENT_SYSTEM_V1", "AGENT_SYSTEM_V2"]);
     expect(json.state).toBe("STATE_SUCCEEDED");

@@ -16,7 +16,9 @@ export const file_raptorflow_api_v1_annotations: GenFile = /*@__PURE__*/
 
 /**
  * HttpResponse says how the REST gateway answers a successful call of a
- * method, where plain 200 is not what the contract means.
+ * method, where plain 200 is not what the contract means. It applies to the
+ * method's primary google.api.http binding; additional bindings (older routes
+ * kept for compatibility) answer 200 as they always did.
  *
  * @generated from message raptorflow.api.v1.HttpResponse
  */

@@ -1,0 +1,77 @@
+import { randomBytes, randomUUID } from "node:crypto";
+import { Code, ConnectError } from "@connectrpc/connect";
+import { parseTimeout } from "@connectrpc/connect/protocol-grpc";
+import type { IncomingHttpHeaders } from "node:http";
+
+/** UpstreamCall is what the gateway sends upstream besides the message. */
+export interface UpstreamCall {
+  /** header is the gRPC request metadata. */
+  readonly header: Headers;
+  /** timeoutMs is the upstream deadline. */
+  readonly timeoutMs: number;
+  /** requestId is the request's id (the client's `X-Request-Id`, or one made here). */
+  readonly requestId: string;
+  /** traceparent is the W3C trace context (the client's, or a new trace). */
+  readonly traceparent: string;
+}
+
+const metadataPrefix = "grpc-metadata-";
+/** Headers clients may not set through `Grpc-Metadata-`: the gRPC protocol owns them. */
+const reserved = /^(grpc-|content-type$|te$|user-agent$|host$|connection$|:)/;
+const traceparentPattern = /^[0-9a-f]{2}-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}$/;
+
+/**
+ * upstreamCall maps a REST request's headers to the upstream gRPC call, as
+ * grpc-gateway does: `Authorization` → `authorization`, `Grpc-Metadata-<Key>`
+ * → `<key>`, `X-Request-Id` and W3C `traceparent`/`tracestate`/`baggage`
+ * pass through (an id and a trace are made when absent), and `Grpc-Timeout`
+ * (gRPC's format, such as `500m`) sets the deadline, capped by the default.
+ */
+export function upstreamCall(headers: IncomingHttpHeaders, defaultTimeoutMs: number): UpstreamCall {
+  const header = new Headers();
+  const one = (k: string): string | undefined => {
+    const v = headers[k];
+    return Array.isArray(v) ? v[0] : v;
+  };
+  const auth = one("authorization");
+  if (auth !== undefined) header.set("authorization", auth);
+  for (const [k, v] of Object.entries(headers)) {
+    if (!k.startsWith(metadataPrefix) || v === undefined) continue;
+    const key = k.slice(metadataPrefix.length);
+    if (key === "" || reserved.test(key)) continue;
+    for (const value of Array.isArray(v) ? v : [v]) header.append(key, value);
+  }
+  const requestId = one("x-request-id") || randomUUID();
+  header.set("x-request-id", requestId);
+  const given = one("traceparent");
+  const traceparent = given && traceparentPattern.test(given) ? given : `00-${randomBytes(16).toString("hex")}-${randomBytes(8).toString("hex")}-01`;
+  header.set("traceparent", traceparent);
+  for (const k of ["tracestate", "baggage"]) {
+    const v = one(k);
+    if (v !== undefined) header.set(k, v);
+  }
+  let timeoutMs = defaultTimeoutMs;
+  const grpcTimeout = one("grpc-timeout");
+  if (grpcTimeout !== undefined) {
+    const parsed = parseTimeout(grpcTimeout, Number.MAX_SAFE_INTEGER);
+    if (parsed.error || parsed.timeoutMs === undefined) {
+      throw new ConnectError(`Grpc-Timeout: "${grpcTimeout}" is not a gRPC timeout (such as 500m or 2S)`, Code.InvalidArgument);
+    }
+    timeoutMs = Math.min(parsed.timeoutMs, defaultTimeoutMs);
+  }
+  return { header, timeoutMs, requestId, traceparent };
+}
+
+/**
+ * metadataHeaders turns upstream response metadata (headers, and trailers
+ * with `prefix` `Grpc-Trailer-`) into HTTP headers, `Grpc-Metadata-<Key>` as
+ * grpc-gateway does. Protocol headers stay behind.
+ */
+export function metadataHeaders(md: Headers | undefined, prefix = "grpc-metadata-"): Record<string, string> {
+  const out: Record<string, string> = {};
+  md?.forEach((v, k) => {
+    if (reserved.test(k) || k === "content-length" || k === "date") return;
+    out[`${prefix}${k}`] = v;
+  });
+  return out;
+}
