@@ -1,0 +1,49 @@
+import { fastifyConnectPlugin } from "@connectrpc/connect-fastify";
+import type { ConnectRouter } from "@connectrpc/connect";
+import Fastify, { type FastifyInstance } from "fastify";
+import type { TranscodedService } from "./bindings.js";
+import { createForwarder } from "./forwarder.js";
+import { restTranscoder } from "./transcoder.js";
+
+/** GatewayAppOptions configure a gateway for any set of gRPC services. */
+export interface GatewayAppOptions {
+  /** services to expose, each with the transport that reaches it. */
+  readonly services: readonly TranscodedService[];
+  /** timeoutMs is the default (and largest) upstream deadline. */
+  readonly timeoutMs: number;
+  /** maxRequestBytes bounds a request body (413 past it; default 1 MiB). */
+  readonly maxRequestBytes?: number;
+  /** maxResponseBytes bounds a response body or stream message (default 4 MiB). */
+  readonly maxResponseBytes?: number;
+  /** logger turns fastify's request log on. */
+  readonly logger?: boolean;
+  /** onClose runs when the app closes (close transports here). */
+  readonly onClose?: () => void | Promise<void>;
+}
+
+/**
+ * createGatewayApp builds the gateway for any gRPC services: REST from their
+ * `google.api.http` annotations (the transcoder), Connect and gRPC-Web for
+ * browsers (connect-fastify, forwarding), and `GET /healthz`. Our own gateway
+ * and `raptorflow gateway --descriptor-set` both use it.
+ */
+export async function createGatewayApp(options: GatewayAppOptions): Promise<FastifyInstance> {
+  const app = Fastify({ logger: options.logger ?? false, bodyLimit: options.maxRequestBytes ?? 1024 * 1024 });
+  let draining = false;
+  app.addHook("preClose", async () => {
+    draining = true;
+  });
+  app.addHook("onClose", async () => {
+    await options.onClose?.();
+  });
+  app.get("/healthz", async (_req, reply) => reply.code(draining ? 503 : 200).send({ status: draining ? "draining" : "serving" }));
+  await app.register(fastifyConnectPlugin, {
+    routes: (router: ConnectRouter) => {
+      for (const { service, transport } of options.services) router.service(service, createForwarder(service, transport));
+    },
+  });
+  await app.register(
+    restTranscoder({ services: options.services, timeoutMs: options.timeoutMs, maxResponseBytes: options.maxResponseBytes }),
+  );
+  return app;
+}
