@@ -1,6 +1,6 @@
 import { parseArgs } from "node:util";
-import { isServiceName, serviceNames } from "../mesh/topology.js";
-import { serve } from "../mesh/serve.js";
+import { isServiceName, listenPort, serviceNames } from "../mesh/topology.js";
+import { runUntilStopped, serve } from "../mesh/serve.js";
 import { startMesh } from "../mesh/local-runner.js";
 
 const usage = `Usage: raptorflow <command> [options]
@@ -9,6 +9,7 @@ Commands:
   start              run the whole mesh on this machine (embedded defaults)
   serve <service>    run one service: ${serviceNames.join(", ")}
   migrate            apply database migrations
+  gateway            REST/Connect/gRPC-Web gateway for any gRPC service, from descriptors
   help [command]     show help
 
 Run "raptorflow <command> --help" for a command's options.`;
@@ -26,6 +27,20 @@ Runs one service in this process, as a container does. <service> is one of:
 ${serviceNames.join(", ")}. The port is <SERVICE>_PORT (for example
 ORCHESTRATOR_PORT); upstreams are found at <SERVICE>_ADDR (host:port) or on
 127.0.0.1 at their port.`,
+  gateway: `Usage: raptorflow gateway [--descriptor-set <file.binpb>] --upstream <package.Service>=<url> [--upstream ...] [--port <n>]
+
+Serves any gRPC service over REST (from its google.api.http annotations),
+Connect and gRPC-Web. Descriptors come from --descriptor-set (a binary
+FileDescriptorSet with its imports, e.g. "buf build -o set.binpb"), or, without
+it, from each upstream's gRPC server reflection.
+
+Options:
+  --descriptor-set <file>   the descriptors; omit to use server reflection
+  --upstream <svc>=<url>    a service and where it runs; <svc> "*" means every
+                            service in the descriptors; <url> is http://host:port,
+                            https://host:port or host:port (repeatable)
+  --port <n>                the HTTP port (default GATEWAY_PORT or 8080; 0 picks one)
+  --timeout-ms <n>          the default upstream deadline (default 30000)`,
   migrate: `Usage: raptorflow migrate
 
 Applies database migrations. The embedded default keeps runs and records in
@@ -47,7 +62,22 @@ export async function main(argv: string[]): Promise<number> {
   }
   let parsed;
   try {
-    parsed = parseArgs({ args: rest, options: { help: { type: "boolean", short: "h" } }, allowPositionals: true, strict: true });
+    parsed = parseArgs({
+      args: rest,
+      options: {
+        help: { type: "boolean", short: "h" },
+        ...(command === "gateway"
+          ? {
+              "descriptor-set": { type: "string" },
+              upstream: { type: "string", multiple: true },
+              port: { type: "string" },
+              "timeout-ms": { type: "string" },
+            }
+          : {}),
+      },
+      allowPositionals: true,
+      strict: true,
+    });
   } catch (e) {
     console.error(`raptorflow ${command}: ${(e as Error).message}\n\n${help[command]}`);
     return 2;
@@ -69,6 +99,33 @@ export async function main(argv: string[]): Promise<number> {
         if (positionals.length > 1) return bad(command, `unexpected argument "${positionals[1]}"`);
         return await serve(name);
       }
+      case "gateway": {
+        if (positionals.length) return bad(command, `unexpected argument "${positionals[0]}"`);
+        const v = parsed.values as Record<string, string | string[] | boolean | undefined>;
+        const port = wholeNumber(command, "--port", v.port as string | undefined, listenPort("gateway"));
+        const timeoutMs = wholeNumber(command, "--timeout-ms", v["timeout-ms"] as string | undefined, 30_000);
+        if (port === undefined || timeoutMs === undefined) return 2;
+        // Loaded here so other commands do not pay for the gateway's modules.
+        const { buildStandaloneGateway, parseUpstreamFlag } = await import("../services/gateway/standalone.js");
+        let upstreams;
+        try {
+          upstreams = ((v.upstream as string[] | undefined) ?? []).map(parseUpstreamFlag);
+        } catch (e) {
+          return bad(command, (e as Error).message);
+        }
+        if (upstreams.length === 0) return bad(command, "name at least one --upstream <package.Service>=<url>");
+        return await runUntilStopped("gateway", async () => {
+          const app = await buildStandaloneGateway({
+            descriptorSet: v["descriptor-set"] as string | undefined,
+            upstreams,
+            timeoutMs,
+            logger: process.env.NODE_ENV !== "test",
+          });
+          await app.listen({ port, host: process.env.HOST ?? "0.0.0.0" });
+          const addr = app.server.address();
+          return { port: typeof addr === "object" && addr ? addr.port : port, close: () => app.close() };
+        });
+      }
       case "migrate":
         if (positionals.length) return bad(command, `unexpected argument "${positionals[0]}"`);
         console.log("migrate: nothing to apply (the embedded default keeps state in memory; no database is configured)");
@@ -79,6 +136,16 @@ export async function main(argv: string[]): Promise<number> {
     return 1;
   }
   return 0;
+}
+
+/** wholeNumber reads a flag's whole-number value; a bad one prints the problem and gives undefined. */
+function wholeNumber(command: string, flag: string, raw: string | undefined, fallback: number): number | undefined {
+  if (raw === undefined) return fallback;
+  if (!/^\d+$/.test(raw)) {
+    bad(command, `${flag} must be a whole number, got "${raw}"`);
+    return undefined;
+  }
+  return Number(raw);
 }
 
 function bad(command: string, message: string): number {

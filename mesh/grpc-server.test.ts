@@ -197,3 +197,17 @@ describe("health", () => {
     expect((await health.check({ service: "raptorflow.agent.v1.AgentService" })).status).toBe(HealthCheckResponse_ServingStatus.SERVING);
   });
 });
+
+describe("server reflection by file name", () => {
+  it("answers file_by_filename with the protoc path of the file", async () => {
+    const res = await reflect("/grpc.reflection.v1.ServerReflection/ServerReflectionInfo", {
+      messageRequest: { case: "fileByFilename", value: "raptorflow/agent/v1/agent.proto" },
+    });
+    expect(res.messageResponse.case).toBe("fileDescriptorResponse");
+    const names =
+      res.messageResponse.case === "fileDescriptorResponse"
+        ? res.messageResponse.value.fileDescriptorProto.map((b) => fromBinary(FileDescriptorProtoSchema, b).name)
+        : [];
+    expect(names[0]).toBe("raptorflow/agent/v1/agent.proto");
+  });
+});

@@ -29,8 +29,10 @@ export function createReflectionImpl(
 ): ServiceImpl<typeof ServerReflection> {
   const files = new Map<string, DescFile>();
   const add = (f: DescFile): void => {
-    if (files.has(f.name)) return;
-    files.set(f.name, f);
+    // Keyed by the file's path as protoc names it (`a/b.proto`): the form
+    // `file_by_filename` asks for. DescFile.name drops the ".proto".
+    if (files.has(f.proto.name)) return;
+    files.set(f.proto.name, f);
     f.dependencies.forEach(add);
   };
   services.forEach((s) => add(s.file));

@@ -5,13 +5,16 @@ export interface ReadyMessage {
   /** type tags the message. */
   readonly type: "ready";
   /** service that is ready. */
-  readonly service: ServiceName;
+  readonly service: string;
   /** port it listens on. */
   readonly port: number;
 }
 
-interface Running {
+/** Running is a started server: its port and how to stop it. */
+export interface Running {
+  /** port it listens on. */
   readonly port: number;
+  /** close drains and stops it. */
   close(): Promise<void>;
 }
 
@@ -41,16 +44,24 @@ async function start(name: ServiceName, port: number): Promise<Running> {
  * drains it (health NOT_SERVING, in-flight calls finish within the bound)
  * and exits. It tells a parent process when it is ready.
  */
-export async function serve(name: ServiceName): Promise<number> {
-  // Listen for the stop signals before anything is announced: a SIGTERM
-  // right after "ready" must drain, not kill the process.
+export function serve(name: ServiceName): Promise<number> {
+  return runUntilStopped(name, () => start(name, listenPort(name)));
+}
+
+/**
+ * runUntilStopped starts a server, announces it (an IPC `ready` message to a
+ * parent process, or a line on stdout), and on SIGTERM or SIGINT closes it.
+ * The signal handlers are in place before anything is announced: a SIGTERM
+ * right after "ready" must drain, not kill the process.
+ */
+export async function runUntilStopped(name: string, startServer: () => Promise<Running>): Promise<number> {
   let stopRequested!: () => void;
   const stopped = new Promise<void>((resolve) => (stopRequested = resolve));
   const stop = (): void => stopRequested();
   process.once("SIGTERM", stop);
   process.once("SIGINT", stop);
   try {
-    const running = await start(name, listenPort(name));
+    const running = await startServer();
     const ready: ReadyMessage = { type: "ready", service: name, port: running.port };
     if (process.send) process.send(ready);
     else console.log(`${name} listening on port ${running.port}`);
