@@ -2,7 +2,9 @@ import { fastifyConnectPlugin } from "@connectrpc/connect-fastify";
 import type { ConnectRouter } from "@connectrpc/connect";
 import Fastify, { type FastifyInstance } from "fastify";
 import type { TranscodedService } from "./bindings.js";
+import { docsPlugin } from "./docs-plugin.js";
 import { createForwarder } from "./forwarder.js";
+import { openApiDocument } from "./openapi.js";
 import { restTranscoder } from "./transcoder.js";
 
 /** GatewayAppOptions configure a gateway for any set of gRPC services. */
@@ -17,6 +19,10 @@ export interface GatewayAppOptions {
   readonly maxResponseBytes?: number;
   /** logger turns fastify's request log on. */
   readonly logger?: boolean;
+  /** title and version name the API in its OpenAPI document (`/openapi.json`, `/docs`). */
+  readonly title?: string;
+  /** version of the API in the OpenAPI document. */
+  readonly version?: string;
   /** onClose runs when the app closes (close transports here). */
   readonly onClose?: () => void | Promise<void>;
 }
@@ -24,7 +30,8 @@ export interface GatewayAppOptions {
 /**
  * createGatewayApp builds the gateway for any gRPC services: REST from their
  * `google.api.http` annotations (the transcoder), Connect and gRPC-Web for
- * browsers (connect-fastify, forwarding), and `GET /healthz`. Our own gateway
+ * browsers (connect-fastify, forwarding), an OpenAPI 3.1 document at
+ * `/openapi.json` with an interactive page at `/docs`, and `GET /healthz`. Our own gateway
  * and `raptorflow gateway --descriptor-set` both use it.
  */
 export async function createGatewayApp(options: GatewayAppOptions): Promise<FastifyInstance> {
@@ -42,6 +49,12 @@ export async function createGatewayApp(options: GatewayAppOptions): Promise<Fast
       for (const { service, transport } of options.services) router.service(service, createForwarder(service, transport));
     },
   });
+  const document = openApiDocument({
+    services: options.services.map((s) => s.service),
+    title: options.title ?? "gRPC services",
+    version: options.version ?? "1",
+  });
+  await app.register(docsPlugin({ document }));
   await app.register(
     restTranscoder({ services: options.services, timeoutMs: options.timeoutMs, maxResponseBytes: options.maxResponseBytes }),
   );

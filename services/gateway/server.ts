@@ -40,6 +40,8 @@ export async function build(options: GatewayOptions = {}): Promise<FastifyInstan
       { service: IcpService, transport: v1 },
     ],
     timeoutMs: topology.orchestrator.callPolicy.timeoutMs,
+    title: "RaptorFlow API",
+    version: "3",
     maxRequestBytes,
     maxResponseBytes,
     logger: options.logger ?? env.NODE_ENV !== "test",
