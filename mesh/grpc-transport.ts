@@ -149,18 +149,31 @@ export function createGrpcTransport(options: GrpcTransportOptions): GrpcTranspor
             throw new ConnectError(`client streaming is not supported by the grpc-js transport (${path})`, Code.Unimplemented);
           }
           abortOn(req.signal, () => call.cancel());
-          // Trailers-only answers (an error before any message) emit no
-          // "metadata"; the iteration below then throws the status.
+          // grpc-js ends the readable side before it emits "error", so an
+          // iteration may finish cleanly although the call failed (always so
+          // for a trailers-only answer: an error before any message). Keep
+          // the error and throw it when the messages run out.
+          let failure: grpc.ServiceError | undefined;
+          call.on("error", (e: grpc.ServiceError) => (failure ??= e));
+          // Listen for the status before waiting for anything: a trailers-only
+          // answer emits it right away.
+          const trailer = new Headers();
+          const ended = new Promise<void>((resolve) =>
+            call.once("status", (st) => {
+              headersFromMetadata(st.metadata).forEach((v, k) => trailer.set(k, v));
+              resolve();
+            }),
+          );
           const header = await new Promise<Headers>((resolve) => {
             call.once("metadata", (m) => resolve(headersFromMetadata(m)));
-            call.once("status", () => resolve(new Headers()));
-            call.once("error", () => resolve(new Headers()));
+            void ended.then(() => resolve(new Headers()));
           });
-          const trailer = new Headers();
-          call.on("status", (st) => headersFromMetadata(st.metadata).forEach((v, k) => trailer.set(k, v)));
           async function* messages(): AsyncIterable<MessageShape<O>> {
             try {
               for await (const m of call as AsyncIterable<MessageShape<O>>) yield m;
+              // The status (and with it any error) may come just after the last message.
+              await ended;
+              if (failure) throw failure;
             } catch (e) {
               throw errorFromStatus(e as grpc.ServiceError);
             } finally {

@@ -1,7 +1,7 @@
 import { randomUUID } from "node:crypto";
 import { setTimeout as sleep } from "node:timers/promises";
 import { toJson, type DescMessage, type JsonValue, type Message } from "@bufbuild/protobuf";
-import { Code, type HandlerContext, type ServiceImpl } from "@connectrpc/connect";
+import { Code, ConnectError, type HandlerContext, type ServiceImpl } from "@connectrpc/connect";
 import type { FastifyInstance } from "fastify";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { EchoService, type Kitchen, type StreamBooksRequest, type UpdateBookRequest } from "../gen/raptorflow/conformance/v1/conformance_pb.js";
@@ -51,6 +51,7 @@ function backendImpl(): ServiceImpl<typeof EchoService> {
     // The handler context is also aborted when a call ends normally; only an
     // abort while the generator still runs is a cancellation.
     ctx.signal.addEventListener("abort", () => finished || cancelledStreams.add(req.parent), { once: true });
+    if (req.parent === "shelves/forbidden") throw new ConnectError("no access to this shelf", Code.PermissionDenied);
     try {
       yield* echo.streamBooks(req, ctx) as AsyncIterable<never>;
     } finally {
@@ -696,6 +697,17 @@ describe("streaming", () => {
     expect(f.frames(a)).toEqual([f.result(book(0, "shelves/s2")), f.result(book(1, "shelves/s2")), f.error(internalStatus)]);
   });
 
+  it.each(framings)("$framing: an upstream error before the first message gets its own HTTP status and Status body", async (f) => {
+    const a = await stream("/v1/shelves/forbidden/books:stream?count=3", f.accept);
+    expectStatus(a, 403, Code.PermissionDenied, "no access");
+    expect(a.headers.get("x-request-id")).toBe(a.requestId);
+  });
+
+  it.each(framings)("$framing: a first message over the response limit is a 502", async (f) => {
+    const a = await stream("/v1/shelves/s1/books:stream?count=3&textBytes=300000", f.accept);
+    expectStatus(a, 502, Code.ResourceExhausted, "limit");
+  });
+
   it.each(framings)("$framing: an error before the first message (the deadline) gets its own HTTP status and Status body", async (f) => {
     const a = await stream("/v1/shelves/slow/books:stream?count=2&interval=30s", f.accept, { "grpc-timeout": "50m" });
     expectStatus(a, 504, Code.DeadlineExceeded);
@@ -854,5 +866,29 @@ describe("limits", () => {
   it("an upstream RESOURCE_EXHAUSTED stays 429, not the response-limit 502", async () => {
     const a = await call({ method: "POST", path: "/v1/fail", body: { code: Code.ResourceExhausted, message: "quota" } });
     expect(a.status).toBe(429);
+  });
+});
+
+describe("fixed after review", () => {
+  it("a query parameter cannot override a path variable, in either spelling", async () => {
+    for (const q of ["stringValue", "string_value"]) {
+      const a = await call({ method: "PUT", path: `/v1/echo/frompath?${q}=fromquery`, body: {} });
+      expectStatus(a, 400, Code.InvalidArgument, q, "path");
+    }
+  });
+
+  it("errors answered before routing or body parsing carry the request's id and trace", async () => {
+    const traceparent = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01";
+    for (const c of [
+      { method: "GET", path: "/v1/nowhere" },
+      { method: "DELETE", path: "/v1/echo" },
+      { method: "POST", path: "/v1/echo", body: "{not json" },
+      { method: "POST", path: "/v1/echo", body: JSON.stringify({ stringValue: "x".repeat(70 * 1024) }) },
+    ]) {
+      const a = await call({ ...c, headers: { traceparent } });
+      expect(a.status).toBeGreaterThanOrEqual(400);
+      expect(a.headers.get("x-request-id")).toBe(a.requestId);
+      expect(a.headers.get("traceparent")).toBe(traceparent);
+    }
   });
 });

@@ -125,6 +125,8 @@ export async function loadFromReflection(upstream: Upstream, timeoutMs = 10_000)
       for (const name of missing) take(await ask({ messageRequest: { case: "fileByFilename", value: name } }));
     }
     requests.close();
+    // Stop reading: this cancels the call instead of holding it open until its deadline.
+    await responses.return?.();
     return registryOf([...files.values()], `reflection at ${upstream.address}`);
   } finally {
     transport.close();

@@ -20,6 +20,27 @@ const metadataPrefix = "grpc-metadata-";
 const reserved = /^(grpc-|content-type$|te$|user-agent$|host$|connection$|:)/;
 const traceparentPattern = /^[0-9a-f]{2}-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}$/;
 
+/** RequestIdentity is what names a request across the mesh: its id and its trace. */
+export interface RequestIdentity {
+  /** requestId is the client's `X-Request-Id`, or one made here. */
+  readonly requestId: string;
+  /** traceparent is the client's W3C trace context, or a new trace. */
+  readonly traceparent: string;
+}
+
+/** requestIdentity reads (or makes) a request's id and trace context; every answer, errors included, carries them. */
+export function requestIdentity(headers: IncomingHttpHeaders): RequestIdentity {
+  const one = (k: string): string | undefined => {
+    const v = headers[k];
+    return Array.isArray(v) ? v[0] : v;
+  };
+  const given = one("traceparent");
+  return {
+    requestId: one("x-request-id") || randomUUID(),
+    traceparent: given && traceparentPattern.test(given) ? given : `00-${randomBytes(16).toString("hex")}-${randomBytes(8).toString("hex")}-01`,
+  };
+}
+
 /**
  * upstreamCall maps a REST request's headers to the upstream gRPC call, as
  * grpc-gateway does: `Authorization` → `authorization`, `Grpc-Metadata-<Key>`
@@ -27,7 +48,7 @@ const traceparentPattern = /^[0-9a-f]{2}-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}$/
  * pass through (an id and a trace are made when absent), and `Grpc-Timeout`
  * (gRPC's format, such as `500m`) sets the deadline, capped by the default.
  */
-export function upstreamCall(headers: IncomingHttpHeaders, defaultTimeoutMs: number): UpstreamCall {
+export function upstreamCall(headers: IncomingHttpHeaders, identity: RequestIdentity, defaultTimeoutMs: number): UpstreamCall {
   const header = new Headers();
   const one = (k: string): string | undefined => {
     const v = headers[k];
@@ -41,10 +62,8 @@ export function upstreamCall(headers: IncomingHttpHeaders, defaultTimeoutMs: num
     if (key === "" || reserved.test(key)) continue;
     for (const value of Array.isArray(v) ? v : [v]) header.append(key, value);
   }
-  const requestId = one("x-request-id") || randomUUID();
+  const { requestId, traceparent } = identity;
   header.set("x-request-id", requestId);
-  const given = one("traceparent");
-  const traceparent = given && traceparentPattern.test(given) ? given : `00-${randomBytes(16).toString("hex")}-${randomBytes(8).toString("hex")}-01`;
   header.set("traceparent", traceparent);
   for (const k of ["tracestate", "baggage"]) {
     const v = one(k);

@@ -33,7 +33,10 @@ export function requestMessage(b: Binding, input: HttpInput): MessageShape<DescM
   for (const [fieldPath, value] of input.vars) setPath(json, message, fieldPath.split("."), [value], fieldPath);
   if (b.body !== "*") {
     for (const [key, value] of Object.entries(input.query)) {
-      if (value === undefined || input.vars.has(key)) continue;
+      if (value === undefined) continue;
+      if (input.vars.has(protoPath(message, key))) {
+        throw new ConnectError(`query parameter "${key}" sets a field that comes from the path`, Code.InvalidArgument);
+      }
       const head = key.split(".")[0];
       if (b.bodyField && (head === b.bodyField.name || head === b.bodyField.jsonName)) {
         throw new ConnectError(`query parameter "${key}" sets a field that comes from the body`, Code.InvalidArgument);
@@ -68,6 +71,18 @@ function fieldByName(message: DescMessage, name: string): DescField | undefined 
     fieldIndex.set(message, index);
   }
   return index.get(name);
+}
+
+/** protoPath spells a query key (JSON or proto names, dotted) with proto names, as path variables are keyed. */
+function protoPath(message: DescMessage, key: string): string {
+  const out: string[] = [];
+  let m: DescMessage | undefined = message;
+  for (const part of key.split(".")) {
+    const f: DescField | undefined = m ? fieldByName(m, part) : undefined;
+    out.push(f?.name ?? part);
+    m = f?.fieldKind === "message" ? f.message : undefined;
+  }
+  return out.join(".");
 }
 
 /**

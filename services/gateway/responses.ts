@@ -95,6 +95,9 @@ export async function writeStream(
 ): Promise<FastifyReply> {
   const it = messages[Symbol.asyncIterator]();
   let next = await it.next();
+  // The first frame is made before the headers go out, so a first message
+  // over the size limit is still an ordinary 502.
+  let pending: string | undefined = next.done ? undefined : responseText(b, next.value, registry, limits);
   reply.hijack();
   const res = reply.raw;
   res.writeHead(200, {
@@ -108,7 +111,9 @@ export async function writeStream(
   try {
     for (; !next.done; next = await it.next()) {
       if (res.destroyed) break;
-      if (!res.write(frame(responseText(b, next.value, registry, limits)))) {
+      const text = pending ?? responseText(b, next.value, registry, limits);
+      pending = undefined;
+      if (!res.write(frame(text))) {
         await new Promise((r) => {
           res.once("drain", r);
           res.once("close", r);

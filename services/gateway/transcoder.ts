@@ -4,7 +4,7 @@ import { createAsyncIterable } from "@connectrpc/connect/protocol";
 import type { FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
 import { file_google_rpc_error_details } from "../../gen/google/rpc/error_details_pb.js";
 import { bindingsOf, type Binding, type TranscodedService } from "./bindings.js";
-import { metadataHeaders, upstreamCall } from "./http-headers.js";
+import { metadataHeaders, requestIdentity, upstreamCall, type RequestIdentity } from "./http-headers.js";
 import { requestMessage } from "./request-message.js";
 import { isResponseTooLarge, responseText, sendError, writeStream, type ResponseLimits } from "./responses.js";
 
@@ -48,6 +48,10 @@ export function restTranscoder(options: TranscoderOptions) {
     return undefined;
   };
 
+  // Made in onRequest, before routing and body parsing, so that every answer
+  // (404, 405, 413, bad JSON included) carries the request's id and trace.
+  const identities = new WeakMap<FastifyRequest, RequestIdentity>();
+
   const handle = async (request: FastifyRequest, reply: FastifyReply): Promise<FastifyReply> => {
     const q = request.url.indexOf("?");
     const path = q < 0 ? request.url : request.url.slice(0, q);
@@ -61,8 +65,7 @@ export function restTranscoder(options: TranscoderOptions) {
     }
     const { binding, vars } = found;
     try {
-      const call = upstreamCall(request.headers, options.timeoutMs);
-      reply.header("x-request-id", call.requestId).header("traceparent", call.traceparent);
+      const call = upstreamCall(request.headers, identities.get(request) ?? requestIdentity(request.headers), options.timeoutMs);
       const message = requestMessage(binding, {
         vars,
         query: request.query as Record<string, string | string[]>,
@@ -100,6 +103,11 @@ export function restTranscoder(options: TranscoderOptions) {
       if (status === 415) return sendError(reply, new ConnectError(err.message, Code.InvalidArgument), registry, 415);
       if (status !== undefined && status >= 400 && status < 500) return sendError(reply, new ConnectError(err.message, Code.InvalidArgument), registry, status);
       return sendError(reply, new ConnectError("internal error", Code.Internal, undefined, undefined, err), registry, 500);
+    });
+    app.addHook("onRequest", async (request, reply) => {
+      const identity = requestIdentity(request.headers);
+      identities.set(request, identity);
+      reply.header("x-request-id", identity.requestId).header("traceparent", identity.traceparent);
     });
     app.route({ method: [...methods], url: "/*", handler: handle });
   };
