@@ -99,7 +99,8 @@ export async function loadFromReflection(upstream: Upstream, timeoutMs = 10_000)
   try {
     const client = createClient(ServerReflection, transport);
     const requests = createWritableIterable<MessageInitShape<typeof ServerReflectionRequestSchema>>();
-    const responses = client.serverReflectionInfo(requests, { timeoutMs })[Symbol.asyncIterator]();
+    const stop = new AbortController();
+    const responses = client.serverReflectionInfo(requests, { timeoutMs, signal: stop.signal })[Symbol.asyncIterator]();
     const ask = async (req: MessageInitShape<typeof ServerReflectionRequestSchema>) => {
       await requests.write(req);
       const next = await responses.next();
@@ -125,8 +126,11 @@ export async function loadFromReflection(upstream: Upstream, timeoutMs = 10_000)
       for (const name of missing) take(await ask({ messageRequest: { case: "fileByFilename", value: name } }));
     }
     requests.close();
-    // Stop reading: this cancels the call instead of holding it open until its deadline.
-    await responses.return?.();
+    // Cancel the call, and read once more: Connect's stream wrapper releases
+    // its deadline timer only on a read (it has no return()), and that timer
+    // would otherwise keep the process alive until the deadline.
+    stop.abort();
+    await responses.next().catch(() => undefined);
     return registryOf([...files.values()], `reflection at ${upstream.address}`);
   } finally {
     transport.close();

@@ -123,8 +123,11 @@ export async function writeStream(
   } catch (e) {
     if (!res.destroyed) res.write(frame(JSON.stringify(statusJson(ConnectError.from(e), registry)), "error"));
   } finally {
-    // A client that went away stops the upstream stream too.
-    await it.return?.();
+    if (!next.done) {
+      // The client went away: abortOnClose has cancelled the upstream call;
+      // one more read lets Connect's stream wrapper release its deadline timer.
+      await it.next().catch(() => undefined);
+    }
   }
   res.end();
   return reply;
