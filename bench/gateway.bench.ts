@@ -25,6 +25,7 @@
  * Progress goes to stderr; the Markdown report goes to stdout.
  */
 import * as grpc from "@grpc/grpc-js";
+import { execFileSync } from "node:child_process";
 import * as http from "node:http";
 import * as os from "node:os";
 import { mkdirSync, readFileSync, readdirSync, rmSync, statSync } from "node:fs";
@@ -45,20 +46,17 @@ const bodyText = JSON.stringify(bodyJson);
 
 type CaseId = "gateway" | "grpc" | "fastify";
 
-const caseLabels: Record<CaseId, { path: string; front: string; load: string }> = {
+const caseLabels: Record<CaseId, { path: string; load: string }> = {
   gateway: {
     path: "REST `POST /v1/echo` → gateway (`createGatewayApp`, our `createGrpcTransport`) → upstream",
-    front: "gateway",
     load: "autocannon (HTTP/1.1 keep-alive)",
   },
   grpc: {
     path: "gRPC `EchoService/Echo` straight to the upstream",
-    front: "–",
     load: "plain grpc-js `makeUnaryRequest` (closed loop)",
   },
   fastify: {
     path: "REST `POST /v1/echo` → plain fastify handler (`fromJson` + `toJson`), no upstream",
-    front: "fastify",
     load: "autocannon (HTTP/1.1 keep-alive)",
   },
 };
@@ -428,6 +426,25 @@ interface ProfileSummary {
   readonly busySamples: number;
   readonly functions: FunctionCost[];
   readonly groups: Map<string, number>;
+  /** owners attributes each busy sample to whose code is on the stack (see ownerOf). */
+  readonly owners: Map<string, number>;
+}
+
+/** Owners in priority order: a sample is charged to the first of these with a frame on the stack. */
+const ownerOrder = ["ours: services/gateway", "ours: mesh", "library: connect", "library: grpc-js", "library: fastify", "library: protobuf-es"];
+
+/**
+ * ownerOf charges a sample to the code that caused it: our gateway or mesh
+ * code when any of it is on the stack (so what a library does because we
+ * called it counts as ours), else the first library of ownerOrder on the
+ * stack, else GC, (program) or node/V8 alone (event loop, I/O callbacks).
+ */
+function ownerOf(leaf: FunctionCost, groupsOnStack: ReadonlyMap<string, number>): string {
+  if (leaf.group.startsWith("V8: garbage") || leaf.group.startsWith("V8: (program)")) return leaf.group;
+  const owner = ownerOrder.find((g) => groupsOnStack.has(g));
+  if (owner) return `${owner} on the stack`;
+  const lib = [...groupsOnStack.keys()].find((g) => g.startsWith("library:") || g.startsWith("tsx"));
+  return lib ? `${lib} on the stack` : "node / V8 only (event loop, I/O callbacks)";
 }
 
 const fastifyFamily = new Set([
@@ -575,29 +592,39 @@ function summariseProfile(file: string, window: [number, number] | undefined, so
     return c;
   };
 
-  // Walk the call tree from the root, keeping which functions are on the stack.
+  // Walk the call tree from the root, keeping which functions (and groups) are on the stack.
   const onStack = new Map<string, number>();
+  const groupsOnStack = new Map<string, number>();
+  const owners = new Map<string, number>();
+  const bump = (m: Map<string, number>, k: string, by: number): void => {
+    const v = (m.get(k) ?? 0) + by;
+    if (v === 0) m.delete(k);
+    else m.set(k, v);
+  };
   const visit = (id: number): void => {
     const n = byId.get(id)!;
     const c = keyOf(n);
-    onStack.set(c.key, (onStack.get(c.key) ?? 0) + 1);
+    bump(onStack, c.key, 1);
+    bump(groupsOnStack, c.group, 1);
     const self = selfOf.get(id) ?? 0;
     if (self > 0) {
       total += self;
       c.self += self;
-      groups.set(c.group, (groups.get(c.group) ?? 0) + self);
+      bump(groups, c.group, self);
       if (c.group === "idle") idle += self;
-      else for (const k of onStack.keys()) costs.get(k)!.inclusive += self;
+      else {
+        for (const k of onStack.keys()) costs.get(k)!.inclusive += self;
+        bump(owners, ownerOf(c, groupsOnStack), self);
+      }
     }
     for (const child of n.children ?? []) visit(child);
-    const left = onStack.get(c.key)! - 1;
-    if (left === 0) onStack.delete(c.key);
-    else onStack.set(c.key, left);
+    bump(onStack, c.key, -1);
+    bump(groupsOnStack, c.group, -1);
   };
   visit(profile.nodes[0].id);
 
   const functions = [...costs.values()].filter((c) => c.group !== "idle" && c.group !== "root");
-  return { file, windowOnly, totalSamples: total, idleSamples: idle, busySamples: total - idle, functions, groups };
+  return { file, windowOnly, totalSamples: total, idleSamples: idle, busySamples: total - idle, functions, groups, owners };
 }
 
 /** newestMainThreadProfile finds the profile of the child's main thread (thread id 0) in `dir`. */
@@ -610,6 +637,25 @@ function newestMainThreadProfile(dir: string, pid: number): string | undefined {
 
 // ---------------------------------------------------------------------------
 // Report
+
+/**
+ * codeState names the code measured: the commit, and the files of the
+ * gateway's path (services, mesh, gen, bench) that differ from it. Other
+ * work may change them during a run, so it is read at the start and the end.
+ */
+function codeState(): string {
+  const cwd = fileURLToPath(new URL("../", import.meta.url));
+  try {
+    const commit = execFileSync("git", ["rev-parse", "--short", "HEAD"], { cwd, encoding: "utf8" }).trim();
+    const dirty = execFileSync("git", ["status", "--porcelain", "--", "services", "mesh", "gen", "bench", "test/support"], { cwd, encoding: "utf8" })
+      .split("\n")
+      .filter(Boolean)
+      .map((l) => l.slice(3));
+    return dirty.length ? `commit ${commit} with uncommitted changes in ${dirty.join(", ")}` : `commit ${commit}, no uncommitted changes on the measured path`;
+  } catch {
+    return "unknown (no git)";
+  }
+}
 
 function versionOf(pkg: string): string {
   try {
@@ -664,6 +710,7 @@ async function main(): Promise<void> {
   const maxOtherCores = Number(values["max-other"]);
   const attempts = Math.max(1, Number(values.attempts));
   const startedAt = new Date();
+  const codeAtStart = codeState();
 
   const log = (s: string): void => void process.stderr.write(s);
   log("starting upstream, gateway and fastify… ");
@@ -789,6 +836,8 @@ async function main(): Promise<void> {
       `- Runtime: Node.js ${process.version}; fastify ${versionOf("fastify")}, @grpc/grpc-js ${versionOf("@grpc/grpc-js")}, @bufbuild/protobuf ${versionOf("@bufbuild/protobuf")}, @connectrpc/connect ${versionOf("@connectrpc/connect")}, @connectrpc/connect-fastify ${versionOf("@connectrpc/connect-fastify")}, autocannon ${versionOf("autocannon")}`,
     );
     out.push(`- Load: ${connections} requests in flight (autocannon: ${connections} keep-alive connections, 1 request each; grpc-js: ${connections} concurrent calls on one channel), ${warmupMs / 1000} s warm-up + ${durationMs / 1000} s measured, ${repeats} runs per case (interleaved); each column is the median over the runs`);
+    const codeAtEnd = codeState();
+    out.push(`- Code: ${codeAtStart}${codeAtEnd === codeAtStart ? "" : ` at the start; **changed during the run**, at the end: ${codeAtEnd}`}`);
     out.push(`- Message: \`EchoService.Echo\` with Kitchen ${mdCode(bodyText)} (${Buffer.byteLength(bodyText)} bytes of JSON); upstream, gateway and fastify each in a process of their own on 127.0.0.1; the load generator is this process`);
     out.push("");
     out.push("| Case | Path | Load generator | req/s | p50 ms | p99 ms | front CPU (cores) | req/s per front core | front CPU µs per request | upstream CPU (cores) | load generator CPU (cores) | machine CPU (cores) | machine minus ours (cores) | failed |");
@@ -846,6 +895,14 @@ async function main(): Promise<void> {
       for (const [group, n] of [...profile.groups.entries()].filter(([k]) => k !== "idle" && k !== "root").sort((a, b) => b[1] - a[1])) {
         out.push(`| ${group} | ${fmtPct(n, busy)} |`);
       }
+      out.push(
+        "",
+        "Samples by whose code is on the stack (a sample counts for our gateway or mesh code when any of it is on the stack, so what a library or node does because we called it counts as ours; otherwise for the first of connect, grpc-js, fastify, protobuf-es on the stack):",
+        "",
+      );
+      out.push("| On the stack | share |");
+      out.push("|---|---:|");
+      for (const [owner, n] of [...profile.owners.entries()].sort((a, b) => b[1] - a[1])) out.push(`| ${owner} | ${fmtPct(n, busy)} |`);
       out.push("", "Top 15 functions by self time:", "");
       out.push("| # | Function | File | Group | self share | inclusive share |");
       out.push("|---:|---|---|---|---:|---:|");
