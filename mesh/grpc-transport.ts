@@ -70,6 +70,41 @@ export function createGrpcTransport(options: GrpcTransportOptions): GrpcTranspor
     return t === undefined || t <= 0 ? Infinity : Date.now() + t;
   }
 
+  function unaryCall<I extends DescMessage, O extends DescMessage>(
+    method: DescMethodUnary<I, O>,
+    message: MessageShape<I>,
+    header: Headers,
+    deadline: grpc.Deadline,
+    signal: AbortSignal | undefined,
+  ): Promise<UnaryResponse<I, O>> {
+    return new Promise<UnaryResponse<I, O>>((resolve, reject) => {
+      const codec = codecOf(method);
+      let responseHeader: Headers | undefined;
+      // grpc-js runs the callback just before it emits "status" (with the
+      // trailers), in the same tick: fill one Headers object in place so
+      // the response's trailer is complete by the time a caller reads it.
+      const trailer = new Headers();
+      const cancel = (): void => call.cancel();
+      const call = client.makeUnaryRequest<MessageShape<I>, MessageShape<O>>(
+        codec.path,
+        codec.serialize as (m: MessageShape<I>) => Buffer,
+        codec.deserialize as (b: Buffer) => MessageShape<O>,
+        message,
+        metadataFromHeaders(header),
+        { deadline },
+        (err, res) => {
+          signal?.removeEventListener("abort", cancel);
+          if (err) return reject(errorFromStatus(err));
+          resolve({ stream: false, service: method.parent, method, header: responseHeader ?? new Headers(), message: res!, trailer });
+        },
+      );
+      call.on("metadata", (md) => (responseHeader = headersFromMetadata(md)));
+      call.on("status", (st) => headersFromMetadata(st.metadata).forEach((v, k) => trailer.set(k, v)));
+      if (signal?.aborted) call.cancel();
+      else signal?.addEventListener("abort", cancel, { once: true });
+    });
+  }
+
   return {
     close: () => client.close(),
     async unary<I extends DescMessage, O extends DescMessage>(
@@ -80,34 +115,19 @@ export function createGrpcTransport(options: GrpcTransportOptions): GrpcTranspor
       input: MessageInitShape<I>,
       contextValues?: ContextValues,
     ): Promise<UnaryResponse<I, O>> {
+      if (interceptors.length === 0) {
+        // No interceptors to run: go straight to grpc-js, which enforces the
+        // deadline itself. Connect's runUnaryCall would add a second deadline
+        // timer and two linked AbortControllers per call (~7% of the
+        // gateway's CPU in a profile), for nothing here.
+        return unaryCall(method, create(method.input, input), new Headers(header), deadlineOf(timeoutMs), signal);
+      }
       return runUnaryCall<I, O>({
         interceptors,
         signal,
         timeoutMs: timeoutMs ?? defaultTimeoutMs,
         req: { stream: false, ...requestOf(method, header, contextValues), message: input },
-        next: (req) =>
-          new Promise<UnaryResponse<I, O>>((resolve, reject) => {
-            let header = new Headers();
-            // grpc-js runs the callback just before it emits "status" (with the
-            // trailers), in the same tick: fill one Headers object in place so
-            // the response's trailer is complete by the time a caller reads it.
-            const trailer = new Headers();
-            const call = client.makeUnaryRequest<MessageShape<I>, MessageShape<O>>(
-              `/${method.parent.typeName}/${method.name}`,
-              (m) => Buffer.from(toBinary(method.input, m)),
-              (b) => fromBinary(method.output, b),
-              create(method.input, req.message as MessageInitShape<I>),
-              metadataFromHeaders(req.header),
-              { deadline: deadlineOf(timeoutMs) },
-              (err, res) => {
-                if (err) return reject(errorFromStatus(err));
-                resolve({ stream: false, service: method.parent, method, header, message: res!, trailer });
-              },
-            );
-            call.on("metadata", (md) => (header = headersFromMetadata(md)));
-            call.on("status", (st) => headersFromMetadata(st.metadata).forEach((v, k) => trailer.set(k, v)));
-            abortOn(req.signal, () => call.cancel());
-          }),
+        next: (req) => unaryCall(method, create(method.input, req.message as MessageInitShape<I>), req.header, deadlineOf(timeoutMs), req.signal),
       });
     },
     async stream<I extends DescMessage, O extends DescMessage>(
@@ -124,9 +144,10 @@ export function createGrpcTransport(options: GrpcTransportOptions): GrpcTranspor
         timeoutMs: timeoutMs ?? defaultTimeoutMs,
         req: { stream: true, ...requestOf(method, header, contextValues), message: input },
         next: async (req) => {
-          const path = `/${method.parent.typeName}/${method.name}`;
-          const serialize = (m: MessageShape<I>) => Buffer.from(toBinary(method.input, m));
-          const deserialize = (b: Buffer) => fromBinary(method.output, b);
+          const codec = codecOf(method);
+          const path = codec.path;
+          const serialize = codec.serialize as (m: MessageShape<I>) => Buffer;
+          const deserialize = codec.deserialize as (b: Buffer) => MessageShape<O>;
           const md = metadataFromHeaders(req.header);
           const callOptions = { deadline: deadlineOf(timeoutMs) };
           let call: grpc.ClientReadableStream<MessageShape<O>> | grpc.ClientDuplexStream<MessageShape<I>, MessageShape<O>>;
@@ -186,6 +207,28 @@ export function createGrpcTransport(options: GrpcTransportOptions): GrpcTranspor
       });
     },
   };
+}
+
+interface Codec {
+  readonly path: string;
+  readonly serialize: (m: never) => Buffer;
+  readonly deserialize: (b: Buffer) => unknown;
+}
+
+const codecs = new WeakMap<DescMethodUnary | DescMethodStreaming, Codec>();
+
+/** codecOf gives a method's path and (de)serialisers, made once per method instead of per call. */
+function codecOf(method: DescMethodUnary | DescMethodStreaming): Codec {
+  let c = codecs.get(method);
+  if (!c) {
+    c = {
+      path: `/${method.parent.typeName}/${method.name}`,
+      serialize: (m: never) => Buffer.from(toBinary(method.input, m)),
+      deserialize: (b: Buffer) => fromBinary(method.output, b),
+    };
+    codecs.set(method, c);
+  }
+  return c;
 }
 
 /** requestOf is what every request of a call carries besides its message, as Connect's transports fill it. */

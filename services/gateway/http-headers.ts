@@ -1,4 +1,4 @@
-import { randomBytes, randomUUID } from "node:crypto";
+import { randomFillSync, randomUUID } from "node:crypto";
 import { Code, ConnectError } from "@connectrpc/connect";
 import { parseTimeout } from "@connectrpc/connect/protocol-grpc";
 import type { IncomingHttpHeaders } from "node:http";
@@ -20,6 +20,23 @@ const metadataPrefix = "grpc-metadata-";
 const reserved = /^(grpc-|content-type$|te$|user-agent$|host$|connection$|:)/;
 const traceparentPattern = /^[0-9a-f]{2}-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}$/;
 
+// Trace ids need randomness on every request that has none; one system call
+// per 4 KiB instead of two per request (a profile showed randomBytes at ~8%
+// of the gateway's CPU).
+const pool = Buffer.alloc(4096);
+let poolOffset = pool.length;
+
+/** randomHex returns `bytes` random bytes as hex, from a pool refilled in bulk. */
+function randomHex(bytes: number): string {
+  if (poolOffset + bytes > pool.length) {
+    randomFillSync(pool);
+    poolOffset = 0;
+  }
+  const hex = pool.toString("hex", poolOffset, poolOffset + bytes);
+  poolOffset += bytes;
+  return hex;
+}
+
 /** RequestIdentity is what names a request across the mesh: its id and its trace. */
 export interface RequestIdentity {
   /** requestId is the client's `X-Request-Id`, or one made here. */
@@ -37,7 +54,7 @@ export function requestIdentity(headers: IncomingHttpHeaders): RequestIdentity {
   const given = one("traceparent");
   return {
     requestId: one("x-request-id") || randomUUID(),
-    traceparent: given && traceparentPattern.test(given) ? given : `00-${randomBytes(16).toString("hex")}-${randomBytes(8).toString("hex")}-01`,
+    traceparent: given && traceparentPattern.test(given) ? given : `00-${randomHex(16)}-${randomHex(8)}-01`,
   };
 }
 
