@@ -11,8 +11,8 @@ export interface AgentServerOptions {
   readonly catalogDir: string;
   /** provider answers model calls; defaults to the one `LLM_PROVIDER` names. */
   readonly provider?: LlmProvider;
-  /** services are further services the agent service serves besides AgentService. */
-  readonly services?: readonly ServiceRegistration[];
+  /** services are further services the agent service serves besides AgentService, built with its catalog and provider. */
+  readonly services?: (deps: { catalog: Catalog; provider: LlmProvider }) => readonly ServiceRegistration[];
 }
 
 /**
@@ -25,7 +25,7 @@ export function buildAgentServer(options: AgentServerOptions): MeshServer & { ca
   const catalog = loadCatalog(options.catalogDir);
   const provider = options.provider ?? providerFromEnv();
   const server = createMeshServer({
-    services: [{ service: AgentService, impl: createAgentServiceImpl({ catalog, provider }) }, ...(options.services ?? [])],
+    services: [{ service: AgentService, impl: createAgentServiceImpl({ catalog, provider }) }, ...(options.services?.({ catalog, provider }) ?? [])],
   });
   return { ...server, catalog, close: () => server.shutdown() };
 }

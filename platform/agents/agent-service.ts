@@ -12,7 +12,7 @@ import {
 } from "../../gen/raptorflow/agent/v1/agent_pb.js";
 import type { LlmProvider, LlmResponse, ModelTierName } from "../llm/llm-provider.js";
 import { paginate } from "../pagination.js";
-import { buildPrompt, runAgent } from "./agent-runtime.js";
+import { buildPrompt, runAgent, type AgentCall, type AgentOutcome } from "./agent-runtime.js";
 import type { AgentDefinition, Catalog } from "./catalog.js";
 
 /** AgentServiceOptions are the dependencies of an agent service. */
@@ -45,6 +45,29 @@ export function tierName(tier: ModelTier): ModelTierName | undefined {
   return tier === ModelTier.FAST ? "fast" : tier === ModelTier.CAPABLE ? "capable" : undefined;
 }
 
+/** toAgentResult turns a validated outcome into the contract's AgentResult, with its accounting. */
+export function toAgentResult(provider: LlmProvider, agent: AgentDefinition, r: AgentOutcome, started: number): AgentResult {
+  const ms = performance.now() - started;
+  return create(AgentResultSchema, {
+    agent: `agents/${agent.id}`,
+    system: agent.system === "v1" ? AgentSystem.V1 : AgentSystem.V2,
+    output: r.output,
+    summary: `${agent.displayName} (${provider.name}/${r.model}): ${Object.keys(r.output).join(", ")}`,
+    provider: provider.name,
+    model: r.model,
+    modelTier: r.tier === "fast" ? ModelTier.FAST : ModelTier.CAPABLE,
+    promptVersion: agent.promptVersion,
+    usage: { inputTokens: BigInt(r.inputTokens), outputTokens: BigInt(r.outputTokens), calls: r.calls, costUsd: 0 },
+    duration: { seconds: BigInt(Math.floor(ms / 1000)), nanos: Math.round((ms % 1000) * 1e6) },
+  });
+}
+
+/** runAgentResult runs one agent and returns its AgentResult: what RunAgent answers, for in-process callers. */
+export async function runAgentResult(provider: LlmProvider, agent: AgentDefinition, call: AgentCall): Promise<AgentResult> {
+  const started = performance.now();
+  return toAgentResult(provider, agent, await runAgent(provider, agent, call), started);
+}
+
 /**
  * createAgentServiceImpl implements `raptorflow.agent.v1.AgentService` over
  * a catalog and an LLM provider. The V1 and V2 agent services both serve it,
@@ -60,21 +83,8 @@ export function createAgentServiceImpl(options: AgentServiceOptions): ServiceImp
     return agent;
   };
 
-  const result = (agent: AgentDefinition, r: Awaited<ReturnType<typeof runAgent>>, started: number): AgentResult => {
-    const ms = performance.now() - started;
-    return create(AgentResultSchema, {
-      agent: `agents/${agent.id}`,
-      system: agent.system === "v1" ? AgentSystem.V1 : AgentSystem.V2,
-      output: r.output,
-      summary: `${agent.displayName} (${provider.name}/${r.model}): ${Object.keys(r.output).join(", ")}`,
-      provider: provider.name,
-      model: r.model,
-      modelTier: r.tier === "fast" ? ModelTier.FAST : ModelTier.CAPABLE,
-      promptVersion: agent.promptVersion,
-      usage: { inputTokens: BigInt(r.inputTokens), outputTokens: BigInt(r.outputTokens), calls: r.calls, costUsd: 0 },
-      duration: { seconds: BigInt(Math.floor(ms / 1000)), nanos: Math.round((ms % 1000) * 1e6) },
-    });
-  };
+  const result = (agent: AgentDefinition, r: AgentOutcome, started: number): AgentResult => toAgentResult(provider, agent, r, started);
+
 
   const callOf = (req: RunAgentRequest, ctx: HandlerContext) => ({
     input: req.input,

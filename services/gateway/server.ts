@@ -1,5 +1,11 @@
 import type { FastifyInstance } from "fastify";
+import { AssetService } from "../../gen/raptorflow/v1/asset_pb.js";
+import { CampaignService } from "../../gen/raptorflow/v1/campaign_pb.js";
+import { CohortService } from "../../gen/raptorflow/v1/cohort_pb.js";
 import { IcpService } from "../../gen/raptorflow/v1/icp_pb.js";
+import { IntelligenceService } from "../../gen/raptorflow/v1/intelligence_pb.js";
+import { MetricService } from "../../gen/raptorflow/v1/metric_pb.js";
+import { MoveService } from "../../gen/raptorflow/v1/move_pb.js";
 import { OrchestratorService } from "../../gen/raptorflow/v3/orchestrator_pb.js";
 import { createGrpcTransport } from "../../mesh/grpc-transport.js";
 import { topology, upstreamAddress, type ServiceName } from "../../mesh/topology.js";
@@ -37,7 +43,11 @@ export async function build(options: GatewayOptions = {}): Promise<FastifyInstan
   return createGatewayApp({
     services: [
       { service: OrchestratorService, transport: orchestrator },
-      { service: IcpService, transport: v1 },
+      // The legacy V1 resources and actions live on v1-agents.
+      ...[IcpService, CohortService, CampaignService, MoveService, MetricService, AssetService, IntelligenceService].map((service) => ({
+        service,
+        transport: v1,
+      })),
     ],
     timeoutMs: topology.orchestrator.callPolicy.timeoutMs,
     title: "RaptorFlow API",

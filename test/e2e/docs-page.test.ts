@@ -1,5 +1,11 @@
 import { chromium, type Browser, type Locator, type Page } from "playwright-core";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { AssetService } from "../../gen/raptorflow/v1/asset_pb.js";
+import { CampaignService } from "../../gen/raptorflow/v1/campaign_pb.js";
+import { CohortService } from "../../gen/raptorflow/v1/cohort_pb.js";
+import { IntelligenceService } from "../../gen/raptorflow/v1/intelligence_pb.js";
+import { MetricService } from "../../gen/raptorflow/v1/metric_pb.js";
+import { MoveService } from "../../gen/raptorflow/v1/move_pb.js";
 import { IcpService } from "../../gen/raptorflow/v1/icp_pb.js";
 import { OrchestratorService } from "../../gen/raptorflow/v3/orchestrator_pb.js";
 import { openApiDocument } from "../../services/gateway/openapi.js";
@@ -59,7 +65,7 @@ describe("the gateway's API docs", () => {
     expect(doc.openapi).toBe("3.1.0");
     // Exactly what openApiDocument makes of the gateway's services (whatever title, version and server it was given).
     const expected = openApiDocument({
-      services: [OrchestratorService, IcpService],
+      services: [OrchestratorService, IcpService, CohortService, CampaignService, MoveService, MetricService, AssetService, IntelligenceService],
       title: doc.info.title,
       version: doc.info.version,
       serverUrl: doc.servers?.[0]?.url,
