@@ -39,6 +39,7 @@ import { fromBinary, fromJson, toBinary, toJson, type JsonValue } from "@bufbuil
 import { EchoService, KitchenSchema, type Kitchen } from "../gen/raptorflow/conformance/v1/conformance_pb.js";
 import { percentile, runClosedLoop } from "./closed-loop.js";
 import { spawnBenchChild, type BenchChild, type ChildCpu, type MemSample } from "./gateway-processes.js";
+import { fmtCores, fmtInt, fmtMs, fmtRatio, versionOf } from "./report.js";
 
 /** The small unary message of every case. */
 const bodyJson = { stringValue: "hello", int32Value: 42, tags: ["a", "b"] } as const;
@@ -657,19 +658,7 @@ function codeState(): string {
   }
 }
 
-function versionOf(pkg: string): string {
-  try {
-    const url = new URL(`../node_modules/${pkg}/package.json`, import.meta.url);
-    return (JSON.parse(readFileSync(url, "utf8")) as { version: string }).version;
-  } catch {
-    return "?";
-  }
-}
 
-const fmtInt = (n: number): string => (Number.isFinite(n) ? Math.round(n).toLocaleString("en-US") : "–");
-const fmtMs = (n: number): string => (Number.isFinite(n) ? n.toFixed(2) : "–");
-const fmtCores = (n: number): string => (Number.isFinite(n) ? n.toFixed(2) : "–");
-const fmtRatio = (n: number): string => (Number.isFinite(n) ? `${n.toFixed(2)}×` : "–");
 const fmtMiB = (bytes: number): string => (bytes / 2 ** 20).toFixed(1);
 const fmtPct = (part: number, whole: number): string => (whole > 0 ? `${((100 * part) / whole).toFixed(1)} %` : "–");
 const mdCode = (s: string): string => `\`${s.replaceAll("`", "'")}\``;

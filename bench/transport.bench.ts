@@ -15,6 +15,7 @@ import { runClosedLoop, type ClosedLoopResult } from "./closed-loop.js";
 import { spawnServerProcess, type CpuSample } from "./server-process.js";
 import { createBenchClient, type ClientKind } from "./transport-clients.js";
 import type { ServerKind } from "./transport-server.js";
+import { fmtCores, fmtInt, fmtMs, fmtRatio, versionOf } from "./report.js";
 
 interface BenchCase {
   readonly id: string;
@@ -103,19 +104,7 @@ async function runOnce(c: BenchCase, opts: { concurrency: number; warmupMs: numb
   }
 }
 
-function versionOf(pkg: string): string {
-  try {
-    const url = new URL(`../node_modules/${pkg}/package.json`, import.meta.url);
-    return (JSON.parse(readFileSync(url, "utf8")) as { version: string }).version;
-  } catch {
-    return "?";
-  }
-}
 
-const fmtInt = (n: number): string => (Number.isFinite(n) ? Math.round(n).toLocaleString("en-US") : "–");
-const fmtMs = (n: number): string => (Number.isFinite(n) ? n.toFixed(2) : "–");
-const fmtCores = (n: number): string => (Number.isFinite(n) ? n.toFixed(2) : "–");
-const fmtRatio = (n: number): string => (Number.isFinite(n) ? `${n.toFixed(2)}×` : "–");
 
 async function main(): Promise<void> {
   const { values } = parseArgs({

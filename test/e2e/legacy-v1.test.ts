@@ -10,16 +10,7 @@ afterAll(async () => {
   await mesh?.stop();
 });
 
-// eslint-disable-next-line @typescript-eslint/no-explicit-any
-async function call(method: string, path: string, body?: unknown): Promise<{ status: number; json: any }> {
-  const res = await fetch(`${mesh.gatewayUrl}${path}`, {
-    method,
-    headers: body === undefined ? {} : { "content-type": "application/json" },
-    body: body === undefined ? undefined : JSON.stringify(body),
-  });
-  const text = await res.text();
-  return { status: res.status, json: text ? JSON.parse(text) : undefined };
-}
+const call = (method: string, path: string, body?: unknown) => mesh.rest(method, path, body);
 
 const resources = [
   { collection: "icps", create: { displayName: "Mid-market retailers", industry: "retail", painPoints: ["stock-outs"] }, change: { industry: "grocery" } },

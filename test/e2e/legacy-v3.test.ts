@@ -10,15 +10,7 @@ afterAll(async () => {
   await mesh?.stop();
 });
 
-// eslint-disable-next-line @typescript-eslint/no-explicit-any
-async function call(method: string, path: string, body?: unknown): Promise<{ status: number; json: any }> {
-  const res = await fetch(`${mesh.gatewayUrl}${path}`, {
-    method,
-    headers: body === undefined ? {} : { "content-type": "application/json" },
-    body: body === undefined ? undefined : JSON.stringify(body),
-  });
-  return { status: res.status, json: await res.json() };
-}
+const call = (method: string, path: string, body?: unknown) => mesh.rest(method, path, body);
 
 describe("legacy /api/v3 routes", () => {
   it("execute, then status and result by the bare run id", async () => {

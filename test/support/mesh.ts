@@ -9,6 +9,9 @@ export interface TestMesh {
   address(name: ServiceName): string;
   /** url returns the gateway's base URL. */
   readonly gatewayUrl: string;
+  /** rest sends a JSON request to the gateway as a REST client would and returns the status and the parsed body. */
+  // eslint-disable-next-line @typescript-eslint/no-explicit-any
+  rest(method: string, path: string, body?: unknown): Promise<{ status: number; json: any }>;
   /** stop stops every process. */
   stop(): Promise<void>;
 }
@@ -25,5 +28,20 @@ export async function startTestMesh(env: Record<string, string> = {}): Promise<T
     ...env,
   });
   const address = (name: ServiceName): string => `127.0.0.1:${services.find((s) => s.name === name)!.port}`;
-  return { services, address, gatewayUrl: `http://${address("gateway")}`, stop: () => stopMesh(services) };
+  const gatewayUrl = `http://${address("gateway")}`;
+  return {
+    services,
+    address,
+    gatewayUrl,
+    async rest(method, path, body) {
+      const res = await fetch(`${gatewayUrl}${path}`, {
+        method,
+        headers: body === undefined ? {} : { "content-type": "application/json" },
+        body: body === undefined ? undefined : JSON.stringify(body),
+      });
+      const text = await res.text();
+      return { status: res.status, json: text ? JSON.parse(text) : undefined };
+    },
+    stop: () => stopMesh(services),
+  };
 }
