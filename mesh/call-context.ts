@@ -1,9 +1,11 @@
+import { Code, ConnectError } from "@connectrpc/connect";
+
 /**
  * propagatedHeaders are the request headers every hop passes on: the
  * caller's identity, the request id and the W3C trace context. The deadline
  * travels separately, as the gRPC deadline.
  */
-export const propagatedHeaders = ["authorization", "x-request-id", "traceparent", "tracestate", "baggage"] as const;
+export const propagatedHeaders = ["authorization", "x-request-id", "traceparent", "tracestate", "baggage", "x-raptorflow-organization"] as const;
 
 /** forwardHeaders picks the headers of an incoming call that the next hop must see. */
 export function forwardHeaders(incoming: Headers): Headers {
@@ -13,4 +15,34 @@ export function forwardHeaders(incoming: Headers): Headers {
     if (v !== null) out.set(k, v);
   }
   return out;
+}
+
+
+/** organizationHeader carries the caller's organization between hops. */
+export const organizationHeader = "x-raptorflow-organization";
+const organizationPattern = /^[a-z0-9][a-z0-9-]{0,62}$/;
+
+/**
+ * organizationOf is the organization a call acts for; every record is scoped
+ * to it. Until the identity service signs it into tokens (the security
+ * issue), it comes from the `x-raptorflow-organization` metadata, and a call
+ * without one acts for `default`, the embedded single-tenant organization.
+ */
+export function organizationOf(header: Headers): string {
+  const org = header.get(organizationHeader);
+  if (org === null || org === "") return "default";
+  if (!organizationPattern.test(org)) {
+    throw new ConnectError(`${organizationHeader}: "${org}" is not an organization id (lower-case letters, digits, -)`, Code.InvalidArgument);
+  }
+  return org;
+}
+
+/** idempotencyKeyOf is the call's `idempotency-key` metadata (REST: `Idempotency-Key`), when it has a valid one. */
+export function idempotencyKeyOf(header: Headers): string | undefined {
+  const key = header.get("idempotency-key");
+  if (key === null || key === "") return undefined;
+  if (key.length > 200 || !/^[\x21-\x7e]+$/.test(key)) {
+    throw new ConnectError("idempotency-key must be 1-200 visible ASCII characters", Code.InvalidArgument);
+  }
+  return key;
 }

@@ -33,7 +33,7 @@ async function start(name: ServiceName, port: number): Promise<Running> {
       : name === "v1-agents"
         ? await import("../services/v1-agents/server.js")
         : await import("../services/v2-agents/server.js");
-  const server = mod.build();
+  const server = await mod.build();
   const bound = await server.listen(port, process.env.HOST ?? "0.0.0.0");
   server.setServing(true);
   return { port: bound, close: () => server.close() };

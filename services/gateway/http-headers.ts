@@ -60,7 +60,8 @@ export function requestIdentity(headers: IncomingHttpHeaders): RequestIdentity {
 
 /**
  * upstreamCall maps a REST request's headers to the upstream gRPC call, as
- * grpc-gateway does: `Authorization` → `authorization`, `Grpc-Metadata-<Key>`
+ * grpc-gateway does: `Authorization` → `authorization`, `Idempotency-Key` →
+ * `idempotency-key`, `Grpc-Metadata-<Key>`
  * → `<key>`, `X-Request-Id` and W3C `traceparent`/`tracestate`/`baggage`
  * pass through (an id and a trace are made when absent), and `Grpc-Timeout`
  * (gRPC's format, such as `500m`) sets the deadline, capped by the default.
@@ -73,6 +74,9 @@ export function upstreamCall(headers: IncomingHttpHeaders, identity: RequestIden
   };
   const auth = one("authorization");
   if (auth !== undefined) header.set("authorization", auth);
+  // A retried POST with the same Idempotency-Key returns the first result.
+  const idempotencyKey = one("idempotency-key");
+  if (idempotencyKey !== undefined) header.set("idempotency-key", idempotencyKey);
   for (const [k, v] of Object.entries(headers)) {
     if (!k.startsWith(metadataPrefix) || v === undefined) continue;
     const key = k.slice(metadataPrefix.length);

@@ -1,9 +1,11 @@
-import { create, type JsonObject, type MessageInitShape } from "@bufbuild/protobuf";
+import { createHash } from "node:crypto";
+import { create, toBinary, type JsonObject, type MessageInitShape } from "@bufbuild/protobuf";
 import { timestampNow } from "@bufbuild/protobuf/wkt";
 import { Code, ConnectError, type Client, type HandlerContext, type ServiceImpl } from "@connectrpc/connect";
 import { uuidv7 } from "uuidv7";
 import { AgentService, AgentSystem, type Agent } from "../../gen/raptorflow/agent/v1/agent_pb.js";
 import {
+  CreateRunRequestSchema,
   FeedbackSchema,
   OrchestratorService,
   RouteMode,
@@ -15,9 +17,22 @@ import {
   type RunEventSchema,
 } from "../../gen/raptorflow/v3/orchestrator_pb.js";
 import { paginate } from "../../platform/pagination.js";
-import { forwardHeaders } from "../../mesh/call-context.js";
+import { forwardHeaders, idempotencyKeyOf, organizationOf } from "../../mesh/call-context.js";
 import type { Router } from "./router.js";
-import type { RunStore } from "./run-store.js";
+import type { Idempotency, RunStore } from "./run-store.js";
+
+/**
+ * idempotencyOf is the request's idempotency key (the `idempotency-key`
+ * metadata, which the gateway fills from `Idempotency-Key`, or else
+ * `request_id`) with a digest of the request, so a retry is told apart from a
+ * different request that reuses the key.
+ */
+function idempotencyOf(req: CreateRunRequest, header: Headers): Idempotency | undefined {
+  const key = idempotencyKeyOf(header) ?? (req.requestId || undefined);
+  if (key === undefined) return undefined;
+  const canonical = toBinary(CreateRunRequestSchema, create(CreateRunRequestSchema, { ...req, requestId: "" }), { writeUnknownFields: false });
+  return { key, hash: createHash("sha256").update(canonical).digest("hex") };
+}
 
 /** OrchestratorDeps are what the orchestrator needs, injected so tests can pass their own. */
 export interface OrchestratorDeps {
@@ -49,26 +64,28 @@ export function createOrchestratorImpl(deps: OrchestratorDeps): ServiceImpl<type
   };
 
   async function* execute(req: CreateRunRequest, ctx: HandlerContext, streaming: boolean): AsyncGenerator<RunEventInit> {
-    if (req.requestId) {
-      const existing = await deps.store.findByRequestId(req.requestId);
-      if (existing) {
-        yield { event: { case: "run", value: existing } };
-        return;
-      }
-    }
+    const org = organizationOf(ctx.requestHeader);
     const decision = (await router()).route(req);
     const now = timestampNow();
-    const run: Run = create(RunSchema, {
+    const accepted: Run = create(RunSchema, {
       name: `runs/${uuidv7()}`,
       input: req.input,
       route: decision,
-      state: Run_State.RUNNING,
+      state: Run_State.PENDING,
       createTime: now,
       updateTime: now,
       requestId: req.requestId,
       usage: {},
     });
-    await deps.store.put(run);
+    // The run is stored before anything is acknowledged or done. A retry with
+    // the same idempotency key gets the run the first attempt created.
+    const { run, created } = await deps.store.create(org, accepted, idempotencyOf(req, ctx.requestHeader));
+    if (!created) {
+      yield { event: { case: "run", value: run } };
+      return;
+    }
+    run.state = Run_State.RUNNING;
+    await deps.store.save(org, run);
     yield { event: { case: "routed", value: decision } };
     const context: JsonObject = {};
     const headers = forwardHeaders(ctx.requestHeader);
@@ -113,13 +130,16 @@ export function createOrchestratorImpl(deps: OrchestratorDeps): ServiceImpl<type
           run.updateTime = step.endTime;
         }
         const result = step.result;
-        context[planned.agent.slice("agents/".length)] = result.output ?? {};
+        const key = planned.agent.slice("agents/".length);
+        context[key] = result.output ?? {};
+        // Shared context is written before the next step starts, scoped to the organization and the run.
+        await deps.store.putContext(org, run.name, key, context[key]);
         const usage = run.usage!;
         usage.inputTokens += result.usage?.inputTokens ?? 0n;
         usage.outputTokens += result.usage?.outputTokens ?? 0n;
         usage.calls += result.usage?.calls ?? 0;
         usage.costUsd += result.usage?.costUsd ?? 0;
-        await deps.store.put(run);
+        await deps.store.save(org, run);
         yield { event: { case: "stepFinished", value: step } };
         yield {
           event: {
@@ -139,7 +159,7 @@ export function createOrchestratorImpl(deps: OrchestratorDeps): ServiceImpl<type
       run.output = context;
     }
     run.updateTime = timestampNow();
-    await deps.store.put(run);
+    await deps.store.save(org, run);
     yield { event: { case: "run", value: run } };
   }
 
@@ -151,8 +171,8 @@ export function createOrchestratorImpl(deps: OrchestratorDeps): ServiceImpl<type
     return last!;
   };
 
-  const mustGet = async (name: string): Promise<Run> => {
-    const run = await deps.store.get(name);
+  const mustGet = async (org: string, name: string): Promise<Run> => {
+    const run = await deps.store.get(org, name);
     if (!run) throw new ConnectError(`run "${name}" not found`, Code.NotFound);
     return run;
   };
@@ -162,9 +182,9 @@ export function createOrchestratorImpl(deps: OrchestratorDeps): ServiceImpl<type
     streamRun(req, ctx) {
       return execute(req, ctx, true);
     },
-    getRun: (req) => mustGet(req.name),
-    async getRunStatus(req) {
-      const run = await mustGet(`runs/${req.runId}`);
+    getRun: (req, ctx) => mustGet(organizationOf(ctx.requestHeader), req.name),
+    async getRunStatus(req, ctx) {
+      const run = await mustGet(organizationOf(ctx.requestHeader), `runs/${req.runId}`);
       return {
         runId: req.runId,
         name: run.name,
@@ -176,8 +196,8 @@ export function createOrchestratorImpl(deps: OrchestratorDeps): ServiceImpl<type
         updateTime: run.updateTime,
       };
     },
-    async getRunResult(req) {
-      const run = await mustGet(`runs/${req.runId}`);
+    async getRunResult(req, ctx) {
+      const run = await mustGet(organizationOf(ctx.requestHeader), `runs/${req.runId}`);
       return {
         runId: req.runId,
         name: run.name,
@@ -220,20 +240,20 @@ export function createOrchestratorImpl(deps: OrchestratorDeps): ServiceImpl<type
       for (const one of req.requests) runs.push(await runToEnd(one, ctx));
       return { runs };
     },
-    async createFeedback(req) {
-      await mustGet(req.parent);
+    async createFeedback(req, ctx) {
+      const org = organizationOf(ctx.requestHeader);
+      await mustGet(org, req.parent);
       const feedback = create(FeedbackSchema, {
         rating: req.feedback?.rating,
         comment: req.feedback?.comment,
         name: `${req.parent}/feedback/${uuidv7()}`,
         createTime: timestampNow(),
       });
-      await deps.store.addFeedback(feedback);
+      await deps.store.addFeedback(org, feedback);
       return feedback;
     },
-    async listRuns(req) {
-      const { page, nextPageToken } = paginate(await deps.store.list(), req, "runs");
-      return { runs: page, nextPageToken };
+    async listRuns(req, ctx) {
+      return deps.store.list(organizationOf(ctx.requestHeader), req.pageSize || 50, req.pageToken);
     },
     async explainRoute(req) {
       return (await router()).route(req);

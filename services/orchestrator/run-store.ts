@@ -1,47 +1,151 @@
-import { clone } from "@bufbuild/protobuf";
-import { FeedbackSchema, RunSchema, type Feedback, type Run } from "../../gen/raptorflow/v3/orchestrator_pb.js";
+import { clone, type JsonObject, type JsonValue } from "@bufbuild/protobuf";
+import { Code, ConnectError } from "@connectrpc/connect";
+import { FeedbackSchema, Run_State, RunSchema, type Feedback, type Run } from "../../gen/raptorflow/v3/orchestrator_pb.js";
 
-/**
- * RunStore keeps runs. The embedded default is in memory; the data-layer
- * issue adds PostgreSQL behind the same interface.
- */
-export interface RunStore {
-  /** put inserts or replaces a run. */
-  put(run: Run): Promise<void>;
-  /** get returns a run by name. */
-  get(name: string): Promise<Run | undefined>;
-  /** findByRequestId returns the run a client idempotency id created. */
-  findByRequestId(requestId: string): Promise<Run | undefined>;
-  /** list returns runs newest first. */
-  list(): Promise<Run[]>;
-  /** addFeedback stores feedback on a run (its name is `runs/{run}/feedback/{id}`). */
-  addFeedback(feedback: Feedback): Promise<void>;
+/** Idempotency is a client's key for a create and a digest of what it asked. */
+export interface Idempotency {
+  /** key is the client's `Idempotency-Key` (or the request's `request_id`). */
+  readonly key: string;
+  /** hash is a digest of the request, to tell a retry from a different request reusing the key. */
+  readonly hash: string;
 }
 
-/** createMemoryRunStore keeps runs in a Map, copying on the way in and out so callers cannot mutate stored runs. */
+/** RunPage is one page of runs, newest first. */
+export interface RunPage {
+  /** runs of the page. */
+  readonly runs: Run[];
+  /** nextPageToken is empty on the last page. */
+  readonly nextPageToken: string;
+}
+
+/**
+ * RunStore keeps runs, their steps, their shared context and their feedback,
+ * every operation scoped to an organization: another organization's run is
+ * simply not found. The embedded default and PostgreSQL implement it, and
+ * one contract suite (run-store.contract.ts) runs against each.
+ */
+export interface RunStore {
+  /**
+   * create stores a new run before the request is acknowledged. With an
+   * idempotency key already used for the same request, it returns the run
+   * that key created (`created: false`); for a different request, ALREADY_EXISTS.
+   */
+  create(org: string, run: Run, idempotency?: Idempotency): Promise<{ run: Run; created: boolean }>;
+  /** save writes a run's state, steps, output, summary, error and usage as they change. */
+  save(org: string, run: Run): Promise<void>;
+  /** putContext writes one entry of a run's shared context before the next step starts. */
+  putContext(org: string, run: string, key: string, value: JsonValue): Promise<void>;
+  /** getContext reads a run's shared context. */
+  getContext(org: string, run: string): Promise<JsonObject>;
+  /** get returns a run by name, or undefined (also for another organization's run). */
+  get(org: string, name: string): Promise<Run | undefined>;
+  /** list returns a page of the organization's runs, newest first. */
+  list(org: string, pageSize: number, pageToken: string): Promise<RunPage>;
+  /** addFeedback stores feedback on a run (`runs/{run}/feedback/{id}`). */
+  addFeedback(org: string, feedback: Feedback): Promise<void>;
+  /**
+   * failInterrupted marks runs still PENDING or RUNNING that have not changed
+   * since `before` as FAILED with `reason`: runs a crash interrupted. Returns
+   * how many it marked.
+   */
+  failInterrupted(before: Date, reason: string): Promise<number>;
+  /** close releases the store's connections. */
+  close(): Promise<void>;
+}
+
+/** idOf is the id of a run name (`runs/{id}`). */
+export function idOf(name: string): string {
+  return name.slice("runs/".length);
+}
+
+/** encodePageToken makes an opaque keyset token from the last id of a page. */
+export function encodePageToken(lastId: string): string {
+  return Buffer.from(JSON.stringify({ after: lastId })).toString("base64url");
+}
+
+/** decodePageToken reads a keyset token; a bad one is INVALID_ARGUMENT. */
+export function decodePageToken(token: string): string | undefined {
+  if (token === "") return undefined;
+  try {
+    const v = JSON.parse(Buffer.from(token, "base64url").toString()) as { after?: unknown };
+    if (typeof v.after === "string" && /^[0-9a-f-]{1,64}$/.test(v.after)) return v.after;
+  } catch {
+    // fall through
+  }
+  throw new ConnectError("page_token is not valid for this request", Code.InvalidArgument);
+}
+
+/** sameRequest is the error for an idempotency key reused with another request. */
+export function keyReused(key: string): ConnectError {
+  return new ConnectError(`idempotency key "${key}" was already used for a different request`, Code.AlreadyExists);
+}
+
+/** createMemoryRunStore is the in-process RunStore: the same behaviour, kept in Maps (state is lost on restart). */
 export function createMemoryRunStore(): RunStore {
-  const runs = new Map<string, Run>();
-  const byRequest = new Map<string, string>();
-  const feedback: Feedback[] = [];
+  const runs = new Map<string, { org: string; run: Run }>();
+  const contexts = new Map<string, JsonObject>();
+  const keys = new Map<string, { hash: string; name: string }>();
+  const feedback: { org: string; feedback: Feedback }[] = [];
+  const mine = (org: string, name: string) => {
+    const r = runs.get(name);
+    return r && r.org === org ? r : undefined;
+  };
   return {
-    async put(run) {
-      runs.set(run.name, clone(RunSchema, run));
-      if (run.requestId) byRequest.set(run.requestId, run.name);
+    async create(org, run, idem) {
+      if (idem) {
+        const k = keys.get(`${org}\0${idem.key}`);
+        if (k) {
+          if (k.hash !== idem.hash) throw keyReused(idem.key);
+          return { run: clone(RunSchema, runs.get(k.name)!.run), created: false };
+        }
+        keys.set(`${org}\0${idem.key}`, { hash: idem.hash, name: run.name });
+      }
+      runs.set(run.name, { org, run: clone(RunSchema, run) });
+      return { run: clone(RunSchema, run), created: true };
     },
-    async get(name) {
-      const r = runs.get(name);
-      return r && clone(RunSchema, r);
+    async save(org, run) {
+      if (!mine(org, run.name)) throw new ConnectError(`run "${run.name}" not found`, Code.NotFound);
+      runs.set(run.name, { org, run: clone(RunSchema, run) });
     },
-    async findByRequestId(id) {
-      const name = byRequest.get(id);
-      return name === undefined ? undefined : this.get(name);
+    async putContext(org, run, key, value) {
+      if (!mine(org, run)) throw new ConnectError(`run "${run}" not found`, Code.NotFound);
+      contexts.set(run, { ...(contexts.get(run) ?? {}), [key]: value });
     },
-    async addFeedback(f) {
-      feedback.push(clone(FeedbackSchema, f));
+    async getContext(org, run) {
+      return mine(org, run) ? { ...(contexts.get(run) ?? {}) } : {};
     },
-    async list() {
-      // Names are UUIDv7: lexical order is creation order.
-      return [...runs.values()].sort((a, b) => (a.name < b.name ? 1 : -1)).map((r) => clone(RunSchema, r));
+    async get(org, name) {
+      const r = mine(org, name);
+      return r && clone(RunSchema, r.run);
     },
+    async list(org, pageSize, pageToken) {
+      const after = decodePageToken(pageToken);
+      // UUIDv7 ids sort by creation time: newest first is descending id order.
+      const all = [...runs.values()]
+        .filter((r) => r.org === org && (after === undefined || idOf(r.run.name) < after))
+        .map((r) => r.run)
+        .sort((a, b) => (a.name < b.name ? 1 : -1));
+      const page = all.slice(0, pageSize);
+      return {
+        runs: page.map((r) => clone(RunSchema, r)),
+        nextPageToken: all.length > pageSize ? encodePageToken(idOf(page[page.length - 1].name)) : "",
+      };
+    },
+    async addFeedback(org, f) {
+      feedback.push({ org, feedback: clone(FeedbackSchema, f) });
+    },
+    async failInterrupted(before, reason) {
+      let n = 0;
+      for (const r of runs.values()) {
+        const t = r.run.updateTime ? Number(r.run.updateTime.seconds) * 1000 : 0;
+        if ((r.run.state === Run_State.PENDING || r.run.state === Run_State.RUNNING) && t < before.getTime()) {
+          r.run.state = Run_State.FAILED;
+          r.run.error = reason;
+          n++;
+        }
+      }
+      return n;
+    },
+    async close() {},
   };
 }

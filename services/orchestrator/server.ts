@@ -6,7 +6,8 @@ import { createMeshServer, type MeshServer } from "../../mesh/grpc-server.js";
 import type { Client } from "@connectrpc/connect";
 import { createOrchestratorImpl } from "./orchestrator-service.js";
 import { createKeywordRouter } from "./router.js";
-import { createMemoryRunStore } from "./run-store.js";
+import { topology } from "../../mesh/topology.js";
+import { openRunStore } from "./store/open-store.js";
 
 /** OrchestratorOptions configure the orchestrator service. */
 export interface OrchestratorOptions {
@@ -30,11 +31,13 @@ async function listAll(client: Client<typeof AgentService>): Promise<Agent[]> {
 
 /**
  * build assembles the orchestrator: clients of both agent services (grpc-js,
- * policies from the topology), the router, the run store, and a mesh server
- * with health and reflection. It does not listen.
+ * policies from the topology), the router, the run store (PostgreSQL or the
+ * embedded PGlite, migrated), and a mesh server with health and reflection.
+ * It does not listen.
  */
-export function build(options: OrchestratorOptions = {}): MeshServer & { close(): Promise<void> } {
+export async function build(options: OrchestratorOptions = {}): Promise<MeshServer & { close(): Promise<void> }> {
   const env = options.env ?? process.env;
+  const { store, db } = await openRunStore(env, topology.orchestrator.callPolicy.timeoutMs);
   const v1 = connectUpstream("v1-agents", AgentService, { env });
   const v2 = connectUpstream("v2-agents", AgentService, { env });
   const ttl = options.catalogTtlMs ?? 60_000;
@@ -56,17 +59,33 @@ export function build(options: OrchestratorOptions = {}): MeshServer & { close()
           agents: { v1: v1.client, v2: v2.client },
           catalog,
           router: createKeywordRouter,
-          store: createMemoryRunStore(),
+          store,
         }),
       },
     ],
   });
+  // The database answering is part of being able to serve: report NOT_SERVING
+  // while it does not, instead of failing calls one by one.
+  let serving = false;
+  const watch = db
+    ? setInterval(() => {
+        void db.ping().then((ok) => serving && server.setServing(ok));
+      }, 5_000)
+    : undefined;
+  watch?.unref();
   return {
     ...server,
+    setServing(on: boolean) {
+      serving = on;
+      server.setServing(on);
+    },
     async close() {
+      clearInterval(watch);
+      serving = false;
       await server.shutdown();
       v1.transport.close();
       v2.transport.close();
+      await store.close();
     },
   };
 }

@@ -1,3 +1,6 @@
+import { mkdtempSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import * as grpc from "@grpc/grpc-js";
 import { afterEach, describe, expect, it } from "vitest";
 import { AgentService } from "../../gen/raptorflow/agent/v1/agent_pb.js";
@@ -7,7 +10,11 @@ import { forkService, stopMesh, type StartedService } from "../../mesh/local-run
 import { plainServerStream, plainUnary } from "../support/grpc-client.js";
 
 // Every model call takes 1.5 s, like a real model: long enough to act during it.
-const slowEnv = { ...process.env, NODE_ENV: "test", OFFLINE_LLM_LATENCY_MS: "1500", V2_AGENTS_PORT: "0", V1_AGENTS_PORT: "0", ORCHESTRATOR_PORT: "0" };
+const slowEnv = {
+  ...process.env,
+  NODE_ENV: "test",
+  RAPTORFLOW_DATA_DIR: mkdtempSync(join(tmpdir(), "raptorflow-resilience-")),
+  OFFLINE_LLM_LATENCY_MS: "1500", V2_AGENTS_PORT: "0", V1_AGENTS_PORT: "0", ORCHESTRATOR_PORT: "0" };
 let started: StartedService[] = [];
 afterEach(async () => {
   await stopMesh(started);

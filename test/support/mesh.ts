@@ -1,3 +1,6 @@
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { launchMesh, stopMesh, type StartedService } from "../../mesh/local-runner.js";
 import type { ServiceName } from "../../mesh/topology.js";
 
@@ -18,9 +21,12 @@ export interface TestMesh {
 
 /** startTestMesh launches the four services exactly as `raptorflow start` does, on ports the OS picks. */
 export async function startTestMesh(env: Record<string, string> = {}): Promise<TestMesh> {
+  // Each mesh gets its own data folder: embedded databases are one process's each.
+  const dataDir = mkdtempSync(join(tmpdir(), "raptorflow-mesh-"));
   const services = await launchMesh({
     ...process.env,
     NODE_ENV: "test",
+    RAPTORFLOW_DATA_DIR: dataDir,
     GATEWAY_PORT: "0",
     ORCHESTRATOR_PORT: "0",
     V1_AGENTS_PORT: "0",
@@ -42,6 +48,9 @@ export async function startTestMesh(env: Record<string, string> = {}): Promise<T
       const text = await res.text();
       return { status: res.status, json: text ? JSON.parse(text) : undefined };
     },
-    stop: () => stopMesh(services),
+    async stop() {
+      await stopMesh(services);
+      rmSync(dataDir, { recursive: true, force: true });
+    },
   };
 }

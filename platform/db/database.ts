@@ -1,0 +1,116 @@
+import { join } from "node:path";
+import type { EntitySchema, MigrationObject } from "@mikro-orm/core";
+import { Migrator } from "@mikro-orm/migrations";
+import { MikroORM, PostgreSqlDriver } from "@mikro-orm/postgresql";
+import { startEmbeddedPostgres, type EmbeddedPostgres } from "./embedded-postgres.js";
+
+/** DatabaseOptions say which database a service uses and what it keeps there. */
+export interface DatabaseOptions {
+  /** service names the owner: its schema and, in embedded mode, its data folder. */
+  readonly service: string;
+  /** schema is the PostgreSQL schema the service owns (one per service, no cross-schema joins). */
+  readonly schema: string;
+  /** entities are the service's MikroORM entity schemas. */
+  readonly entities: readonly EntitySchema[];
+  /** migrations are the service's versioned migrations, oldest first. */
+  readonly migrations: readonly MigrationObject[];
+  /** env gives DATABASE_URL, RAPTORFLOW_DATA_DIR, DATABASE_POOL_MAX, DATABASE_STATEMENT_TIMEOUT_MS. */
+  readonly env?: Record<string, string | undefined>;
+}
+
+/** Database is an open MikroORM with its migrator, and where it runs. */
+export interface Database {
+  /** orm is the MikroORM instance; fork its `em` per request. */
+  readonly orm: MikroORM;
+  /** mode is `postgres` (DATABASE_URL) or `embedded` (PGlite in a local folder). */
+  readonly mode: "postgres" | "embedded";
+  /** migrate applies pending migrations and returns their names. */
+  migrate(): Promise<string[]>;
+  /** rollback undoes migrations down to (not including) `to`, or all of them when `to` is 0. */
+  rollback(to?: string | 0): Promise<string[]>;
+  /** ping checks that the database answers. */
+  ping(): Promise<boolean>;
+  /** close closes the pool (and the embedded database). */
+  close(): Promise<void>;
+}
+
+/**
+ * openDatabase connects a service to its PostgreSQL schema: the server in
+ * DATABASE_URL, or, without one, an embedded PostgreSQL (PGlite) in
+ * `<RAPTORFLOW_DATA_DIR>/<service>/postgres` served on the wire protocol —
+ * the same MikroORM driver and the same migrations either way. Embedded mode
+ * is one connection (the socket server serves one at a time).
+ */
+export async function openDatabase(options: DatabaseOptions): Promise<Database> {
+  const env = options.env ?? process.env;
+  let embedded: EmbeddedPostgres | undefined;
+  let url = env.DATABASE_URL;
+  if (!url) {
+    const dataDir = join(env.RAPTORFLOW_DATA_DIR || ".data", options.service, "postgres");
+    embedded = await startEmbeddedPostgres(dataDir);
+    url = embedded.url;
+  }
+  const poolMax = embedded ? 1 : positive(env, "DATABASE_POOL_MAX", 10);
+  const statementTimeoutMs = positive(env, "DATABASE_STATEMENT_TIMEOUT_MS", 10_000);
+  let orm: MikroORM;
+  try {
+    orm = await MikroORM.init({
+      driver: PostgreSqlDriver,
+      clientUrl: url,
+      schema: options.schema,
+      entities: [...options.entities],
+      extensions: [Migrator],
+      pool: { min: 0, max: poolMax },
+      driverOptions: { statement_timeout: statementTimeoutMs, connectionTimeoutMillis: 5_000 },
+      migrations: {
+        migrationsList: [...options.migrations],
+        tableName: "migrations",
+        schema: options.schema,
+        snapshot: false,
+        silent: true,
+      },
+      debug: false,
+      allowGlobalContext: false,
+    });
+  } catch (e) {
+    await embedded?.stop();
+    throw new Error(`${options.service}: cannot open the database (${redact(url)}): ${(e as Error).message}`);
+  }
+  return {
+    orm,
+    mode: embedded ? "embedded" : "postgres",
+    async migrate() {
+      await orm.em.getConnection().execute(`create schema if not exists "${options.schema}"`);
+      const done = await orm.migrator.up();
+      return done.map((m) => m.name);
+    },
+    async rollback(to = 0) {
+      const done = await orm.migrator.down({ to });
+      return done.map((m) => m.name);
+    },
+    async ping() {
+      try {
+        await orm.em.getConnection().execute("select 1");
+        return true;
+      } catch {
+        return false;
+      }
+    },
+    async close() {
+      await orm.close(true);
+      await embedded?.stop();
+    },
+  };
+}
+
+function positive(env: Record<string, string | undefined>, key: string, fallback: number): number {
+  const raw = env[key];
+  if (raw === undefined || raw === "") return fallback;
+  if (!/^\d+$/.test(raw) || Number(raw) === 0) throw new Error(`${key} must be a positive whole number, got "${raw}"`);
+  return Number(raw);
+}
+
+/** redact hides a password in a database URL for messages and logs. */
+export function redact(url: string): string {
+  return url.replace(/\/\/([^:@/]+):[^@/]*@/, "//$1:***@");
+}
