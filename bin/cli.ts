@@ -43,9 +43,10 @@ Options:
   --timeout-ms <n>          the default upstream deadline (default 30000)`,
   migrate: `Usage: raptorflow migrate
 
-Applies database migrations. The embedded default keeps runs and records in
-memory for now, so there is nothing to apply yet; the data layer adds
-PostgreSQL migrations here.`,
+Applies the pending database migrations of every service that owns a schema
+(today: orchestrator). The database is DATABASE_URL, or, without it, each
+service's embedded PostgreSQL in RAPTORFLOW_DATA_DIR (default .data). Services
+also migrate at start-up unless DATABASE_MIGRATE_ON_START=false.`,
 };
 
 /** main runs the command line and returns the exit code. */
@@ -126,10 +127,18 @@ export async function main(argv: string[]): Promise<number> {
           return { port: typeof addr === "object" && addr ? addr.port : port, close: () => app.close() };
         });
       }
-      case "migrate":
+      case "migrate": {
         if (positionals.length) return bad(command, `unexpected argument "${positionals[0]}"`);
-        console.log("migrate: nothing to apply (the embedded default keeps state in memory; no database is configured)");
+        const { openOrchestratorDatabase } = await import("../services/orchestrator/store/open-store.js");
+        const db = await openOrchestratorDatabase();
+        try {
+          const applied = await db.migrate();
+          console.log(`orchestrator (${db.mode}): ${applied.length ? `applied ${applied.join(", ")}` : "up to date"}`);
+        } finally {
+          await db.close();
+        }
         return 0;
+      }
     }
   } catch (e) {
     console.error(`raptorflow ${command}: ${(e as Error).message}`);

@@ -1,4 +1,6 @@
 import { execFile, spawn } from "node:child_process";
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import { Health, HealthCheckResponse_ServingStatus } from "../gen/grpc/health/v1/health_pb.js";
@@ -54,10 +56,24 @@ describe.concurrent("raptorflow CLI", () => {
     expect(r.stdout).toContain("Usage: raptorflow serve <service>");
   });
 
-  it("migrate says there is nothing to apply and exits 0", async () => {
-    const r = await run(["migrate"]);
-    expect(r.code).toBe(0);
-    expect(r.stdout).toMatch(/nothing to apply/);
+  it("migrate applies the orchestrator's migrations once, then says it is up to date", async () => {
+    const dataDir = mkdtempSync(join(tmpdir(), "raptorflow-migrate-"));
+    try {
+      const first = await run(["migrate"], { RAPTORFLOW_DATA_DIR: dataDir, DATABASE_URL: "" });
+      expect(first.code).toBe(0);
+      expect(first.stdout).toMatch(/orchestrator \(embedded\): applied Migration20261125000000_runs/);
+      const again = await run(["migrate"], { RAPTORFLOW_DATA_DIR: dataDir, DATABASE_URL: "" });
+      expect(again.stdout).toMatch(/orchestrator \(embedded\): up to date/);
+    } finally {
+      rmSync(dataDir, { recursive: true, force: true });
+    }
+  });
+
+  it("migrate against an unreachable database exits 1 naming it, password hidden", async () => {
+    const r = await run(["migrate"], { DATABASE_URL: "postgres://app:s3cret@127.0.0.1:1/x" });
+    expect(r.code).toBe(1);
+    expect(r.stderr).toContain("orchestrator: cannot open the database (postgres://app:***@127.0.0.1:1/x)");
+    expect(r.stderr).not.toContain("s3cret");
   });
 
   it("an unknown command exits 2 naming it", async () => {

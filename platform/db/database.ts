@@ -52,7 +52,7 @@ export async function openDatabase(options: DatabaseOptions): Promise<Database> 
   }
   const poolMax = embedded ? 1 : positive(env, "DATABASE_POOL_MAX", 10);
   const statementTimeoutMs = positive(env, "DATABASE_STATEMENT_TIMEOUT_MS", 10_000);
-  let orm: MikroORM;
+  let orm: MikroORM | undefined;
   try {
     orm = await MikroORM.init({
       driver: PostgreSqlDriver,
@@ -72,32 +72,36 @@ export async function openDatabase(options: DatabaseOptions): Promise<Database> 
       debug: false,
       allowGlobalContext: false,
     });
+    // Fail here, with a clear message, rather than at the first request.
+    await orm.em.getConnection().execute("select 1");
   } catch (e) {
+    await orm?.close(true).catch(() => undefined);
     await embedded?.stop();
-    throw new Error(`${options.service}: cannot open the database (${redact(url)}): ${(e as Error).message}`);
+    throw new Error(`${options.service}: cannot open the database (${redact(url)}): ${redact((e as Error).message)}`);
   }
+  const ready = orm;
   return {
-    orm,
+    orm: ready,
     mode: embedded ? "embedded" : "postgres",
     async migrate() {
-      await orm.em.getConnection().execute(`create schema if not exists "${options.schema}"`);
-      const done = await orm.migrator.up();
+      await ready.em.getConnection().execute(`create schema if not exists "${options.schema}"`);
+      const done = await ready.migrator.up();
       return done.map((m) => m.name);
     },
     async rollback(to = 0) {
-      const done = await orm.migrator.down({ to });
+      const done = await ready.migrator.down({ to });
       return done.map((m) => m.name);
     },
     async ping() {
       try {
-        await orm.em.getConnection().execute("select 1");
+        await ready.em.getConnection().execute("select 1");
         return true;
       } catch {
         return false;
       }
     },
     async close() {
-      await orm.close(true);
+      await ready.close(true);
       await embedded?.stop();
     },
   };

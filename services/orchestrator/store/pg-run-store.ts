@@ -65,11 +65,11 @@ export function createPgRunStore(db: Database): RunStore {
               return { run: (await load(tx as EntityManager, org, existing.runId))!, created: false };
             }
           }
-          tx.create(RunEntity, rowOf(org, run));
+          // The run first, then the key that points at it (the foreign key wants that order).
+          await tx.insert(RunEntity, rowOf(org, run));
           if (idem) {
-            tx.create(IdempotencyEntity, { organization: org, key: idem.key, requestHash: idem.hash, runId: idOf(run.name), createTime: new Date() });
+            await tx.insert(IdempotencyEntity, { organization: org, key: idem.key, requestHash: idem.hash, runId: idOf(run.name), createTime: new Date() });
           }
-          await tx.flush();
           await saveSteps(tx as EntityManager, org, run);
           return { run, created: true };
         });

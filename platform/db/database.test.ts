@@ -1,0 +1,78 @@
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { describe, expect, it } from "vitest";
+import { createScratchDatabase, postgresAvailable } from "../../test/support/databases.js";
+import { openOrchestratorDatabase } from "../../services/orchestrator/store/open-store.js";
+import type { Database } from "./database.js";
+import { redact } from "./database.js";
+
+const tables = async (db: Database): Promise<string[]> =>
+  (
+    (await db.orm.em
+      .getConnection()
+      .execute(`select table_name from information_schema.tables where table_schema = 'orchestrator' order by table_name`)) as { table_name: string }[]
+  ).map((r) => r.table_name);
+
+/** upAndDown runs the orchestrator's migrations up, down and up again, checking the tables each time. */
+async function upAndDown(db: Database): Promise<void> {
+  expect(await db.migrate()).toEqual(["Migration20261125000000_runs"]);
+  expect(await db.migrate()).toEqual([]);
+  expect(await tables(db)).toEqual(expect.arrayContaining(["feedback", "idempotency_keys", "run_steps", "runs", "shared_contexts"]));
+  expect(await db.rollback(0)).toEqual(["Migration20261125000000_runs"]);
+  expect(await tables(db)).toEqual(["migrations"]);
+  expect(await db.migrate()).toEqual(["Migration20261125000000_runs"]);
+  expect(await db.ping()).toBe(true);
+}
+
+describe("migrations", () => {
+  it("run up and down on the embedded PostgreSQL (PGlite), and the data survives a reopen", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "raptorflow-db-"));
+    try {
+      let db = await openOrchestratorDatabase({ RAPTORFLOW_DATA_DIR: dir });
+      expect(db.mode).toBe("embedded");
+      await upAndDown(db);
+      await db.orm.em.getConnection().execute(
+        `insert into orchestrator.runs (id, organization, state, input, create_time, update_time) values ('01a2147b-0000-7000-8000-000000000001', 'acme', 'STATE_SUCCEEDED', 'kept', now(), now())`,
+      );
+      await db.close();
+      db = await openOrchestratorDatabase({ RAPTORFLOW_DATA_DIR: dir });
+      expect(await db.migrate()).toEqual([]);
+      const rows = (await db.orm.em.getConnection().execute(`select input from orchestrator.runs`)) as { input: string }[];
+      expect(rows.map((r) => r.input)).toEqual(["kept"]);
+      await db.close();
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it("run up and down on a PostgreSQL server", async (ctx) => {
+    if (!(await postgresAvailable("migrations on PostgreSQL"))) return ctx.skip();
+    const scratch = await createScratchDatabase();
+    const db = await openOrchestratorDatabase({ DATABASE_URL: scratch.url });
+    try {
+      expect(db.mode).toBe("postgres");
+      await upAndDown(db);
+    } finally {
+      await db.close();
+      await scratch.drop();
+    }
+  });
+});
+
+describe("an unreachable database", () => {
+  it("fails with a message naming the service and the server, password hidden", async () => {
+    const err = await openOrchestratorDatabase({ DATABASE_URL: "postgres://app:s3cret@127.0.0.1:1/nowhere" }).then(
+      () => undefined,
+      (e: unknown) => e as Error,
+    );
+    expect(err).toBeInstanceOf(Error);
+    expect((err as Error).message).toMatch(/^orchestrator: cannot open the database \(postgres:\/\/app:\*\*\*@127\.0\.0\.1:1\/nowhere\)/);
+    expect((err as Error).message).not.toContain("s3cret");
+  });
+
+  it("redact hides passwords in database URLs", () => {
+    expect(redact("postgres://app:s3cret@db:5432/x")).toBe("postgres://app:***@db:5432/x");
+    expect(redact("postgres://postgres@127.0.0.1:5432/test")).toBe("postgres://postgres@127.0.0.1:5432/test");
+  });
+});

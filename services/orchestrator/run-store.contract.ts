@@ -1,0 +1,153 @@
+import { create } from "@bufbuild/protobuf";
+import { timestampFromDate, timestampNow } from "@bufbuild/protobuf/wkt";
+import { Code, ConnectError } from "@connectrpc/connect";
+import { uuidv7 } from "uuidv7";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { AgentSystem, UsageSchema } from "../../gen/raptorflow/agent/v1/agent_pb.js";
+import { FeedbackSchema, Run_State, RunSchema, RunStepSchema, Target, type Run } from "../../gen/raptorflow/v3/orchestrator_pb.js";
+import type { RunStore } from "./run-store.js";
+
+/** newRun makes a run as the orchestrator accepts one. */
+function newRun(input = "Write three ad variants"): Run {
+  const now = timestampNow();
+  return create(RunSchema, {
+    name: `runs/${uuidv7()}`,
+    input,
+    state: Run_State.PENDING,
+    route: { target: Target.V2, steps: [{ agent: "agents/copywriter", system: AgentSystem.V2 }], complexity: 0.2, confidence: 0.8, router: "test" },
+    usage: { inputTokens: 0n, outputTokens: 0n },
+    createTime: now,
+    updateTime: now,
+  });
+}
+
+const errorOf = async (p: Promise<unknown>): Promise<ConnectError> => ConnectError.from(await p.then(() => undefined, (e: unknown) => e));
+
+/**
+ * runStoreContract is the behaviour every RunStore must have; the same suite
+ * runs against the in-process store, the embedded PGlite and a real
+ * PostgreSQL, so the implementations cannot drift.
+ */
+export function runStoreContract(name: string, open: () => Promise<{ store: RunStore; cleanup(): Promise<void> } | undefined>): void {
+  describe(`RunStore contract: ${name}`, () => {
+    let store: RunStore | undefined;
+    let cleanup: (() => Promise<void>) | undefined;
+    beforeAll(async () => {
+      const opened = await open();
+      store = opened?.store;
+      cleanup = opened?.cleanup;
+    });
+    afterAll(async () => {
+      await cleanup?.();
+    });
+    const s = (): RunStore => {
+      if (!store) throw new Error("store not open");
+      return store;
+    };
+    // Suites whose server is missing are skipped (loudly) by their opener.
+    const test = (title: string, fn: () => Promise<void>) => it(title, async (ctx) => (store ? fn() : ctx.skip()));
+
+    test("stores a run and its steps, and returns them as saved", async () => {
+      const run = newRun();
+      expect((await s().create("acme", run)).created).toBe(true);
+      run.state = Run_State.SUCCEEDED;
+      run.steps.push(
+        create(RunStepSchema, {
+          agent: "agents/copywriter",
+          system: AgentSystem.V2,
+          state: Run_State.SUCCEEDED,
+          result: { agent: "agents/copywriter", output: { headline: "Spring into savings" }, provider: "offline", usage: { inputTokens: 12n } },
+          startTime: timestampNow(),
+          endTime: timestampNow(),
+        }),
+      );
+      run.output = { copywriter: { headline: "Spring into savings" } };
+      run.summary = "done";
+      run.usage = create(UsageSchema, { inputTokens: 12n, outputTokens: 3n, calls: 1, costUsd: 0 });
+      await s().save("acme", run);
+      const got = await s().get("acme", run.name);
+      expect(got?.state).toBe(Run_State.SUCCEEDED);
+      expect(got?.steps[0].result?.output).toEqual({ headline: "Spring into savings" });
+      expect(got?.steps[0].result?.usage?.inputTokens).toBe(12n);
+      expect(got?.output).toEqual({ copywriter: { headline: "Spring into savings" } });
+      expect(got?.route?.target).toBe(Target.V2);
+      expect(got?.usage?.outputTokens).toBe(3n);
+    });
+
+    test("isolates organizations: another organization's run is not found, nor listed, nor its context", async () => {
+      const run = newRun("secret plan");
+      await s().create("org-a", run);
+      await s().putContext("org-a", run.name, "icp_builder", { icp: "secret" });
+      expect(await s().get("org-b", run.name)).toBeUndefined();
+      expect((await s().list("org-b", 100, "")).runs.map((r) => r.name)).not.toContain(run.name);
+      expect(await s().getContext("org-b", run.name)).toEqual({});
+      expect(await s().getContext("org-a", run.name)).toEqual({ icp_builder: { icp: "secret" } });
+      expect((await s().get("org-a", run.name))?.input).toBe("secret plan");
+      // Guessing: a well-formed name that does not exist is just as unknown.
+      expect(await s().get("org-b", `runs/${uuidv7()}`)).toBeUndefined();
+    });
+
+    test("an idempotency key returns the first run for the same request and refuses a different one", async () => {
+      const first = newRun();
+      const a = await s().create("acme", first, { key: "key-1", hash: "h1" });
+      expect(a.created).toBe(true);
+      const retry = await s().create("acme", newRun(), { key: "key-1", hash: "h1" });
+      expect(retry.created).toBe(false);
+      expect(retry.run.name).toBe(first.name);
+      const other = await errorOf(s().create("acme", newRun(), { key: "key-1", hash: "h2" }));
+      expect(other.code).toBe(Code.AlreadyExists);
+      // Keys are per organization.
+      expect((await s().create("globex", newRun(), { key: "key-1", hash: "h2" })).created).toBe(true);
+    });
+
+    test("concurrent creates with one key make one run", async () => {
+      const results = await Promise.all([0, 1, 2, 3].map(() => s().create("acme", newRun(), { key: "key-race", hash: "same" })));
+      expect(results.filter((r) => r.created)).toHaveLength(1);
+      expect(new Set(results.map((r) => r.run.name)).size).toBe(1);
+    });
+
+    test("lists newest first, page by page, with opaque tokens", async () => {
+      const org = `pages-${uuidv7().slice(-8)}`;
+      const names: string[] = [];
+      for (let i = 0; i < 5; i++) {
+        const r = newRun(`run ${i}`);
+        names.push(r.name);
+        await s().create(org, r);
+      }
+      const p1 = await s().list(org, 2, "");
+      const p2 = await s().list(org, 2, p1.nextPageToken);
+      const p3 = await s().list(org, 2, p2.nextPageToken);
+      expect([...p1.runs, ...p2.runs, ...p3.runs].map((r) => r.name)).toEqual([...names].reverse());
+      expect(p3.nextPageToken).toBe("");
+      expect((await errorOf(s().list(org, 2, "garbage"))).code).toBe(Code.InvalidArgument);
+    });
+
+    test("marks runs a crash interrupted as FAILED, and leaves finished and recent ones alone", async () => {
+      const org = `crash-${uuidv7().slice(-8)}`;
+      const stuck = newRun();
+      stuck.state = Run_State.RUNNING;
+      stuck.updateTime = timestampFromDate(new Date(Date.now() - 60_000));
+      await s().create(org, stuck);
+      const recent = newRun();
+      recent.state = Run_State.RUNNING;
+      await s().create(org, recent);
+      const done = newRun();
+      done.state = Run_State.SUCCEEDED;
+      done.updateTime = timestampFromDate(new Date(Date.now() - 60_000));
+      await s().create(org, done);
+      expect(await s().failInterrupted(new Date(Date.now() - 30_000), "interrupted")).toBeGreaterThanOrEqual(1);
+      expect((await s().get(org, stuck.name))?.state).toBe(Run_State.FAILED);
+      expect((await s().get(org, stuck.name))?.error).toBe("interrupted");
+      expect((await s().get(org, recent.name))?.state).toBe(Run_State.RUNNING);
+      expect((await s().get(org, done.name))?.state).toBe(Run_State.SUCCEEDED);
+    });
+
+    test("keeps feedback on a run", async () => {
+      const run = newRun();
+      await s().create("acme", run);
+      await expect(
+        s().addFeedback("acme", create(FeedbackSchema, { name: `${run.name}/feedback/${uuidv7()}`, rating: 4, comment: "good", createTime: timestampNow() })),
+      ).resolves.toBeUndefined();
+    });
+  });
+}
