@@ -54,3 +54,27 @@ export async function createScratchDatabase(): Promise<ScratchDatabase> {
     },
   };
 }
+
+/** redisUrl is the Redis the tests use: REDIS_URL, or the local one on its standard port. */
+export function redisUrl(): string {
+  return process.env.REDIS_URL || "redis://127.0.0.1:6379";
+}
+
+/** redisAvailable tells whether the test Redis answers; like postgresAvailable, it skips loudly or, under REQUIRE_TEST_SERVICES=1, fails. */
+export async function redisAvailable(suite: string): Promise<boolean> {
+  const { Redis } = await import("ioredis");
+  const redis = new Redis(redisUrl(), { lazyConnect: true, enableOfflineQueue: false, maxRetriesPerRequest: 0, connectTimeout: 2_000, retryStrategy: () => null });
+  redis.on("error", () => undefined);
+  try {
+    await redis.connect();
+    await redis.ping();
+    return true;
+  } catch (e) {
+    const why = `Redis at ${redisUrl()} does not answer (${(e as Error).message})`;
+    if (process.env.REQUIRE_TEST_SERVICES === "1") throw new Error(`${suite}: ${why}`);
+    console.warn(`\n*** SKIPPED ${suite}: ${why}. Set REDIS_URL or start Redis to run it. ***\n`);
+    return false;
+  } finally {
+    redis.disconnect();
+  }
+}
