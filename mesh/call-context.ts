@@ -5,7 +5,7 @@ import { Code, ConnectError } from "@connectrpc/connect";
  * caller's identity, the request id and the W3C trace context. The deadline
  * travels separately, as the gRPC deadline.
  */
-export const propagatedHeaders = ["authorization", "x-request-id", "traceparent", "tracestate", "baggage", "x-raptorflow-organization"] as const;
+export const propagatedHeaders = ["authorization", "x-request-id", "traceparent", "tracestate", "baggage", "x-raptorflow-organization", "cache-control"] as const;
 
 /** forwardHeaders picks the headers of an incoming call that the next hop must see. */
 export function forwardHeaders(incoming: Headers): Headers {

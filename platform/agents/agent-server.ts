@@ -4,6 +4,8 @@ import type { LlmProvider } from "../llm/llm-provider.js";
 import { providerFromEnv } from "../llm/provider-from-env.js";
 import { createAgentServiceImpl } from "./agent-service.js";
 import { loadCatalog, type Catalog } from "./catalog.js";
+import { openKeyValueStore } from "../kv/open-kv-store.js";
+import { createResultCache } from "../kv/result-cache.js";
 
 /** AgentServerOptions configure an agent service (V1 or V2). */
 export interface AgentServerOptions {
@@ -24,8 +26,18 @@ export interface AgentServerOptions {
 export function buildAgentServer(options: AgentServerOptions): MeshServer & { catalog: Catalog; close(): Promise<void> } {
   const catalog = loadCatalog(options.catalogDir);
   const provider = options.provider ?? providerFromEnv();
+  const kv = openKeyValueStore();
+  const cacheOff = process.env.AGENT_CACHE === "off";
+  const cache = cacheOff ? undefined : createResultCache(kv, Number(process.env.AGENT_CACHE_TTL_MS || 3_600_000));
   const server = createMeshServer({
-    services: [{ service: AgentService, impl: createAgentServiceImpl({ catalog, provider }) }, ...(options.services?.({ catalog, provider }) ?? [])],
+    services: [{ service: AgentService, impl: createAgentServiceImpl({ catalog, provider, cache }) }, ...(options.services?.({ catalog, provider }) ?? [])],
   });
-  return { ...server, catalog, close: () => server.shutdown() };
+  return {
+    ...server,
+    catalog,
+    async close() {
+      await server.shutdown();
+      await kv.close();
+    },
+  };
 }

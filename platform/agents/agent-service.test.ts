@@ -216,3 +216,47 @@ describe("AgentService over the V2 catalog", () => {
     expect(err.code).toBe(Code.NotFound);
   });
 });
+
+describe("the result cache", () => {
+  it("serves an identical call from the cache, marked cached and with zero usage; no-cache opts out", async () => {
+    const { createMemoryKeyValueStore } = await import("../kv/memory-kv-store.js");
+    const { createResultCache } = await import("../kv/result-cache.js");
+    const { createRouterTransport, createClient } = await import("@connectrpc/connect");
+    const { AgentService } = await import("../../gen/raptorflow/agent/v1/agent_pb.js");
+    const { loadCatalog } = await import("./catalog.js");
+    const { createOfflineProvider } = await import("../llm/offline-provider.js");
+    const base = createOfflineProvider();
+    let calls = 0;
+    const provider = { ...base, complete: (req: Parameters<typeof base.complete>[0]) => (calls++, base.complete(req)) };
+    const impl = createAgentServiceImpl({
+      catalog: loadCatalog("services/v2-agents"),
+      provider,
+      cache: createResultCache(createMemoryKeyValueStore(), 60_000),
+    });
+    const client = createClient(AgentService, createRouterTransport(({ service }) => service(AgentService, impl)));
+    const first = await client.runAgent({ name: "agents/copywriter", input: "Write a tagline  for our bakery" });
+    const second = await client.runAgent({ name: "agents/copywriter", input: "Write a tagline for our bakery" });
+    expect(calls).toBe(1);
+    expect(first.cached).toBe(false);
+    expect(second.cached).toBe(true);
+    expect(second.output).toEqual(first.output);
+    expect(second.usage?.inputTokens ?? 0n).toBe(0n);
+    const other = await client.runAgent({ name: "agents/copywriter", input: "Write a tagline for our bakery", context: { icp_builder: { icp: "families" } } });
+    expect(other.cached).toBe(false);
+    const bypass = await client.runAgent({ name: "agents/copywriter", input: "Write a tagline for our bakery" }, { headers: { "cache-control": "no-cache" } });
+    expect(bypass.cached).toBe(false);
+    expect(calls).toBe(3);
+  });
+
+  it("a failing store is a miss, not an error", async () => {
+    const { createResultCache } = await import("../kv/result-cache.js");
+    const { createRedisKeyValueStore } = await import("../kv/redis-kv-store.js");
+    const kv = createRedisKeyValueStore("redis://127.0.0.1:1");
+    const warnings: string[] = [];
+    const cache = createResultCache(kv, 1000, (m) => warnings.push(m));
+    expect(await cache.get("k")).toBeUndefined();
+    await cache.set("k", "v");
+    expect(warnings).toHaveLength(1);
+    await kv.close();
+  });
+});

@@ -1,8 +1,10 @@
-import { create } from "@bufbuild/protobuf";
+import { create, fromJsonString, toJsonString } from "@bufbuild/protobuf";
+import { cacheKey, type ResultCache } from "../kv/result-cache.js";
 import { Code, ConnectError, type HandlerContext, type ServiceImpl } from "@connectrpc/connect";
 import {
   AgentResultSchema,
   AgentSchema,
+  UsageSchema,
   AgentService,
   AgentSystem,
   ModelTier,
@@ -21,6 +23,13 @@ export interface AgentServiceOptions {
   readonly catalog: Catalog;
   /** provider answers the model calls. */
   readonly provider: LlmProvider;
+  /** cache serves identical RunAgent calls again (same agent, prompt version, model, input and context); none when undefined. */
+  readonly cache?: ResultCache;
+}
+
+/** noCache tells whether the caller opted out of cached results (`cache-control: no-cache` metadata). */
+function noCache(header: Headers): boolean {
+  return /\bno-cache\b|\bno-store\b/i.test(header.get("cache-control") ?? "");
 }
 
 /** toAgentMessage turns a catalog entry into its `raptorflow.agent.v1.Agent` resource. */
@@ -106,7 +115,22 @@ export function createAgentServiceImpl(options: AgentServiceOptions): ServiceImp
     async runAgent(req, ctx) {
       const agent = find(req.name);
       const started = performance.now();
-      return result(agent, await runAgent(provider, agent, callOf(req, ctx)), started);
+      const call = callOf(req, ctx);
+      const cache = options.cache && !noCache(ctx.requestHeader) ? options.cache : undefined;
+      const tier = call.tier ?? agent.modelTier;
+      const key = cache
+        ? cacheKey("agent-result", [agent.id, agent.promptVersion, provider.name, provider.model(tier), call.input.trim().replace(/\s+/g, " "), call.parameters, call.context])
+        : "";
+      const hit = cache && (await cache.get(key));
+      if (hit) {
+        const cached = fromJsonString(AgentResultSchema, hit);
+        cached.cached = true;
+        cached.usage = create(UsageSchema);
+        return cached;
+      }
+      const fresh = result(agent, await runAgent(provider, agent, call), started);
+      if (cache) await cache.set(key, toJsonString(AgentResultSchema, fresh));
+      return fresh;
     },
     async *streamAgent(req, ctx) {
       const agent = find(req.name);

@@ -77,6 +77,9 @@ export function upstreamCall(headers: IncomingHttpHeaders, identity: RequestIden
   // A retried POST with the same Idempotency-Key returns the first result.
   const idempotencyKey = one("idempotency-key");
   if (idempotencyKey !== undefined) header.set("idempotency-key", idempotencyKey);
+  // Cache-Control: no-cache opts out of cached agent results.
+  const cacheControl = one("cache-control");
+  if (cacheControl !== undefined) header.set("cache-control", cacheControl);
   for (const [k, v] of Object.entries(headers)) {
     if (!k.startsWith(metadataPrefix) || v === undefined) continue;
     const key = k.slice(metadataPrefix.length);
