@@ -20,6 +20,7 @@ import { paginate } from "../../platform/pagination.js";
 import { forwardHeaders, idempotencyKeyOf, organizationOf } from "../../mesh/call-context.js";
 import type { Router } from "./router.js";
 import type { Idempotency, RunStore } from "./run-store.js";
+import type { SharedContext } from "./shared-context.js";
 
 /**
  * idempotencyOf is the request's idempotency key (the `idempotency-key`
@@ -44,6 +45,8 @@ export interface OrchestratorDeps {
   readonly router: (agents: readonly Agent[]) => Router;
   /** store keeps runs. */
   readonly store: RunStore;
+  /** context is where the steps of a run share their outputs. */
+  readonly context: SharedContext;
 }
 
 type RunEventInit = MessageInitShape<typeof RunEventSchema>;
@@ -87,11 +90,13 @@ export function createOrchestratorImpl(deps: OrchestratorDeps): ServiceImpl<type
     run.state = Run_State.RUNNING;
     await deps.store.save(org, run);
     yield { event: { case: "routed", value: decision } };
-    const context: JsonObject = {};
+    let context: JsonObject = {};
     const headers = forwardHeaders(ctx.requestHeader);
     try {
       for (const planned of decision.steps) {
         ctx.signal.throwIfAborted();
+        // Each step reads the run's shared context as stored, so any instance could run it.
+        if (run.steps.length > 0) context = await deps.context.get(org, run.name);
         const step = create(RunStepSchema, { agent: planned.agent, system: planned.system, state: Run_State.RUNNING, startTime: timestampNow() });
         run.steps.push(step);
         yield { event: { case: "stepStarted", value: step } };
@@ -133,7 +138,7 @@ export function createOrchestratorImpl(deps: OrchestratorDeps): ServiceImpl<type
         const key = planned.agent.slice("agents/".length);
         context[key] = result.output ?? {};
         // Shared context is written before the next step starts, scoped to the organization and the run.
-        await deps.store.putContext(org, run.name, key, context[key]);
+        await deps.context.put(org, run.name, key, context[key]);
         const usage = run.usage!;
         usage.inputTokens += result.usage?.inputTokens ?? 0n;
         usage.outputTokens += result.usage?.outputTokens ?? 0n;

@@ -8,6 +8,8 @@ import { createOrchestratorImpl } from "./orchestrator-service.js";
 import { createKeywordRouter } from "./router.js";
 import { topology } from "../../mesh/topology.js";
 import { openRunStore } from "./store/open-store.js";
+import { openKeyValueStore } from "../../platform/kv/open-kv-store.js";
+import { createSharedContext } from "./shared-context.js";
 
 /** OrchestratorOptions configure the orchestrator service. */
 export interface OrchestratorOptions {
@@ -38,6 +40,7 @@ async function listAll(client: Client<typeof AgentService>): Promise<Agent[]> {
 export async function build(options: OrchestratorOptions = {}): Promise<MeshServer & { close(): Promise<void> }> {
   const env = options.env ?? process.env;
   const { store, db } = await openRunStore(env, topology.orchestrator.callPolicy.timeoutMs);
+  const kv = openKeyValueStore(env);
   const v1 = connectUpstream("v1-agents", AgentService, { env });
   const v2 = connectUpstream("v2-agents", AgentService, { env });
   const ttl = options.catalogTtlMs ?? 60_000;
@@ -60,6 +63,7 @@ export async function build(options: OrchestratorOptions = {}): Promise<MeshServ
           catalog,
           router: createKeywordRouter,
           store,
+          context: createSharedContext(kv, store, Number(env.SHARED_CONTEXT_TTL_MS || 3_600_000)),
         }),
       },
     ],
@@ -86,6 +90,7 @@ export async function build(options: OrchestratorOptions = {}): Promise<MeshServ
       v1.transport.close();
       v2.transport.close();
       await store.close();
+      await kv.close();
     },
   };
 }
