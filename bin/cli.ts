@@ -44,7 +44,7 @@ Options:
   migrate: `Usage: raptorflow migrate
 
 Applies the pending database migrations of every service that owns a schema
-(today: orchestrator). The database is DATABASE_URL, or, without it, each
+(today: orchestrator, v1-agents). The database is DATABASE_URL, or, without it, each
 service's embedded PostgreSQL in RAPTORFLOW_DATA_DIR (default .data). Services
 also migrate at start-up unless DATABASE_MIGRATE_ON_START=false.`,
 };
@@ -130,12 +130,18 @@ export async function main(argv: string[]): Promise<number> {
       case "migrate": {
         if (positionals.length) return bad(command, `unexpected argument "${positionals[0]}"`);
         const { openOrchestratorDatabase } = await import("../services/orchestrator/store/open-store.js");
-        const db = await openOrchestratorDatabase();
-        try {
-          const applied = await db.migrate();
-          console.log(`orchestrator (${db.mode}): ${applied.length ? `applied ${applied.join(", ")}` : "up to date"}`);
-        } finally {
-          await db.close();
+        const { openV1Database } = await import("../services/v1-agents/server.js");
+        for (const [name, open] of [
+          ["orchestrator", openOrchestratorDatabase],
+          ["v1-agents", openV1Database],
+        ] as const) {
+          const db = await open();
+          try {
+            const applied = await db.migrate();
+            console.log(`${name} (${db.mode}): ${applied.length ? `applied ${applied.join(", ")}` : "up to date"}`);
+          } finally {
+            await db.close();
+          }
         }
         return 0;
       }

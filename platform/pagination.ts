@@ -51,3 +51,21 @@ function decodeToken(s: string): Token | undefined {
     return undefined;
   }
 }
+
+/** encodePageToken makes an opaque keyset token from the last id of a page. */
+export function encodePageToken(lastId: string): string {
+  return Buffer.from(JSON.stringify({ after: lastId })).toString("base64url");
+}
+
+/** decodePageToken reads a keyset token (undefined for the first page); a bad one is INVALID_ARGUMENT. */
+export function decodePageToken(token: string): string | undefined {
+  if (token === "") return undefined;
+  try {
+    const v = JSON.parse(Buffer.from(token, "base64url").toString()) as { after?: unknown };
+    if (typeof v.after === "string" && /^[0-9a-f-]{1,64}$/.test(v.after)) return v.after;
+  } catch {
+    // fall through
+  }
+  throw new ConnectError("page_token is not valid for this request", Code.InvalidArgument);
+}
+

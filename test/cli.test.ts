@@ -62,8 +62,10 @@ describe.concurrent("raptorflow CLI", () => {
       const first = await run(["migrate"], { RAPTORFLOW_DATA_DIR: dataDir, DATABASE_URL: "" });
       expect(first.code).toBe(0);
       expect(first.stdout).toMatch(/orchestrator \(embedded\): applied Migration20261125000000_runs/);
+      expect(first.stdout).toMatch(/v1-agents \(embedded\): applied Migration20261125010000_records/);
       const again = await run(["migrate"], { RAPTORFLOW_DATA_DIR: dataDir, DATABASE_URL: "" });
       expect(again.stdout).toMatch(/orchestrator \(embedded\): up to date/);
+      expect(again.stdout).toMatch(/v1-agents \(embedded\): up to date/);
     } finally {
       rmSync(dataDir, { recursive: true, force: true });
     }

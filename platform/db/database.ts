@@ -118,3 +118,14 @@ function positive(env: Record<string, string | undefined>, key: string, fallback
 export function redact(url: string): string {
   return url.replace(/\/\/([^:@/]+):[^@/]*@/, "//$1:***@");
 }
+
+/**
+ * dataStoreOf reads DATA_STORE: `postgres` (the default: DATABASE_URL or the
+ * embedded PGlite) or `memory` (in-process, lost on restart: tests, demos).
+ */
+export function dataStoreOf(env: Record<string, string | undefined>): "postgres" | "memory" {
+  const v = env.DATA_STORE;
+  if (v === undefined || v === "" || v === "postgres") return "postgres";
+  if (v === "memory") return "memory";
+  throw new Error(`DATA_STORE must be "postgres" (the default) or "memory", got "${v}"`);
+}

@@ -1,4 +1,5 @@
 import { clone, type JsonObject, type JsonValue } from "@bufbuild/protobuf";
+import { decodePageToken, encodePageToken } from "../../platform/pagination.js";
 import { Code, ConnectError } from "@connectrpc/connect";
 import { FeedbackSchema, Run_State, RunSchema, type Feedback, type Run } from "../../gen/raptorflow/v3/orchestrator_pb.js";
 
@@ -58,24 +59,7 @@ export function idOf(name: string): string {
   return name.slice("runs/".length);
 }
 
-/** encodePageToken makes an opaque keyset token from the last id of a page. */
-export function encodePageToken(lastId: string): string {
-  return Buffer.from(JSON.stringify({ after: lastId })).toString("base64url");
-}
-
-/** decodePageToken reads a keyset token; a bad one is INVALID_ARGUMENT. */
-export function decodePageToken(token: string): string | undefined {
-  if (token === "") return undefined;
-  try {
-    const v = JSON.parse(Buffer.from(token, "base64url").toString()) as { after?: unknown };
-    if (typeof v.after === "string" && /^[0-9a-f-]{1,64}$/.test(v.after)) return v.after;
-  } catch {
-    // fall through
-  }
-  throw new ConnectError("page_token is not valid for this request", Code.InvalidArgument);
-}
-
-/** sameRequest is the error for an idempotency key reused with another request. */
+/** keyReused is the error for an idempotency key reused with another request. */
 export function keyReused(key: string): ConnectError {
   return new ConnectError(`idempotency key "${key}" was already used for a different request`, Code.AlreadyExists);
 }

@@ -10,6 +10,7 @@ import { topology } from "../../mesh/topology.js";
 import { openRunStore } from "./store/open-store.js";
 import { openKeyValueStore } from "../../platform/kv/open-kv-store.js";
 import { createSharedContext } from "./shared-context.js";
+import { healthFollowsDatabase } from "../../platform/db/health.js";
 
 /** OrchestratorOptions configure the orchestrator service. */
 export interface OrchestratorOptions {
@@ -70,22 +71,12 @@ export async function build(options: OrchestratorOptions = {}): Promise<MeshServ
   });
   // The database answering is part of being able to serve: report NOT_SERVING
   // while it does not, instead of failing calls one by one.
-  let serving = false;
-  const watch = db
-    ? setInterval(() => {
-        void db.ping().then((ok) => serving && server.setServing(ok));
-      }, 5_000)
-    : undefined;
-  watch?.unref();
+  const health = healthFollowsDatabase(server, db);
   return {
     ...server,
-    setServing(on: boolean) {
-      serving = on;
-      server.setServing(on);
-    },
+    setServing: health.setServing,
     async close() {
-      clearInterval(watch);
-      serving = false;
+      health.stop();
       await server.shutdown();
       v1.transport.close();
       v2.transport.close();

@@ -1,34 +1,55 @@
 import { clone, getOption, hasOption, isFieldSet, type DescField, type DescMessage, type DescService, type MessageShape } from "@bufbuild/protobuf";
 import { timestampNow, type FieldMask } from "@bufbuild/protobuf/wkt";
-import { Code, ConnectError, type ServiceImpl } from "@connectrpc/connect";
+import { Code, ConnectError, type HandlerContext, type ServiceImpl } from "@connectrpc/connect";
 import { uuidv7 } from "uuidv7";
 import { resource } from "../../gen/google/api/resource_pb.js";
-import { paginate } from "../../platform/pagination.js";
+import { organizationOf } from "../../mesh/call-context.js";
+import { decodePageToken, encodePageToken } from "../../platform/pagination.js";
 
-/** RecordStore keeps the records of one resource; in memory until the data-layer issue adds PostgreSQL. */
+/**
+ * RecordStore keeps the records of one collection, every operation scoped to
+ * an organization: another organization's record is not found. PostgreSQL
+ * (store/pg-record-store.ts) and the in-process store implement it.
+ */
 export interface RecordStore<M> {
-  /** get returns a record by name. */
-  get(name: string): M | undefined;
+  /** get returns a record by name, or undefined. */
+  get(org: string, name: string): Promise<M | undefined>;
   /** put inserts or replaces. */
-  put(record: M): void;
+  put(org: string, record: M): Promise<void>;
   /** delete removes; false when absent. */
-  delete(name: string): boolean;
-  /** list returns records newest first. */
-  list(): M[];
+  delete(org: string, name: string): Promise<boolean>;
+  /** list returns a page of records, newest first. */
+  list(org: string, pageSize: number, pageToken: string): Promise<{ records: M[]; nextPageToken: string }>;
 }
 
 /** createMemoryStore keeps records in a Map, copying on the way in and out so callers cannot change stored records. */
 export function createMemoryStore<S extends DescMessage>(schema: S): RecordStore<MessageShape<S>> {
-  const m = new Map<string, MessageShape<S>>();
+  const m = new Map<string, { org: string; record: MessageShape<S> }>();
   return {
-    get: (n) => {
+    async get(org, n) {
       const v = m.get(n);
-      return v && clone(schema, v);
+      return v && v.org === org ? clone(schema, v.record) : undefined;
     },
-    put: (r) => void m.set((r as unknown as { name: string }).name, clone(schema, r)),
-    delete: (n) => m.delete(n),
-    // Names are UUIDv7: insertion order is creation order.
-    list: () => [...m.values()].reverse().map((v) => clone(schema, v)),
+    async put(org, r) {
+      m.set((r as unknown as { name: string }).name, { org, record: clone(schema, r) });
+    },
+    async delete(org, n) {
+      return m.get(n)?.org === org && m.delete(n);
+    },
+    async list(org, pageSize, pageToken) {
+      const after = decodePageToken(pageToken);
+      // Names end in UUIDv7 ids: descending name order is newest first.
+      const all = [...m.entries()]
+        .filter(([n, v]) => v.org === org && (after === undefined || n.slice(n.indexOf("/") + 1) < after))
+        .sort(([a], [b]) => (a < b ? 1 : -1))
+        .map(([, v]) => v.record);
+      const page = all.slice(0, pageSize);
+      const last = page.length ? (page[page.length - 1] as unknown as { name: string }).name : "";
+      return {
+        records: page.map((r) => clone(schema, r)),
+        nextPageToken: all.length > pageSize ? encodePageToken(last.slice(last.indexOf("/") + 1)) : "",
+      };
+    },
   };
 }
 
@@ -44,7 +65,7 @@ type AnyRecord = Record<string, unknown> & { name: string };
  * V1 resource service is this one piece of code over its own store.
  */
 export function createResourceServiceImpl<S extends DescService>(service: S, store: RecordStore<MessageShape<DescMessage>>): ServiceImpl<S> {
-  const impl: Record<string, (req: never) => unknown> = {};
+  const impl: Record<string, (req: never, ctx: HandlerContext) => unknown> = {};
   for (const method of service.methods) {
     const verb = /^(Create|Get|List|Update|Delete)/.exec(method.name)?.[1];
     const input = method.input;
@@ -52,32 +73,33 @@ export function createResourceServiceImpl<S extends DescService>(service: S, sto
       case "Create": {
         const field = messageField(input);
         const collection = collectionOf(field.message);
-        impl[method.localName] = (req: Record<string, unknown>) => {
+        impl[method.localName] = async (req: Record<string, unknown>, ctx: HandlerContext) => {
           const record = clone(field.message, req[field.localName] as MessageShape<DescMessage>) as unknown as AnyRecord;
           const now = timestampNow();
           Object.assign(record, { name: `${collection}/${uuidv7()}`, createTime: now, updateTime: now });
-          store.put(record as unknown as MessageShape<DescMessage>);
+          await store.put(organizationOf(ctx.requestHeader), record as unknown as MessageShape<DescMessage>);
           return record;
         };
         break;
       }
       case "Get":
-        impl[method.localName] = (req: { name: string }) => must(store, req.name);
+        impl[method.localName] = (req: { name: string }, ctx: HandlerContext) => must(store, organizationOf(ctx.requestHeader), req.name);
         break;
       case "List": {
         const plural = method.output.fields.find((f) => f.fieldKind === "list")!.localName;
-        impl[method.localName] = (req: { pageSize: number; pageToken: string }) => {
-          const { page, nextPageToken } = paginate(store.list(), req, plural);
-          return { [plural]: page, nextPageToken };
+        impl[method.localName] = async (req: { pageSize: number; pageToken: string }, ctx: HandlerContext) => {
+          const { records, nextPageToken } = await store.list(organizationOf(ctx.requestHeader), req.pageSize || 50, req.pageToken);
+          return { [plural]: records, nextPageToken };
         };
         break;
       }
       case "Update": {
         const field = messageField(input);
         const mutable = field.message.fields.filter((f) => !serverFields.has(f.name));
-        impl[method.localName] = (req: Record<string, unknown>) => {
+        impl[method.localName] = async (req: Record<string, unknown>, ctx: HandlerContext) => {
+          const org = organizationOf(ctx.requestHeader);
           const patch = req[field.localName] as MessageShape<DescMessage> & AnyRecord;
-          const record = must(store, patch.name) as unknown as AnyRecord;
+          const record = (await must(store, org, patch.name)) as unknown as AnyRecord;
           const mask = req.updateMask as FieldMask | undefined;
           // AIP-134: without a mask, every field the client set is changed.
           const paths = mask?.paths.length ? mask.paths : mutable.filter((f) => isFieldSet(patch, f)).map((f) => f.name);
@@ -87,14 +109,14 @@ export function createResourceServiceImpl<S extends DescService>(service: S, sto
             record[f.localName] = patch[f.localName];
           }
           record.updateTime = timestampNow();
-          store.put(record as unknown as MessageShape<DescMessage>);
+          await store.put(org, record as unknown as MessageShape<DescMessage>);
           return record;
         };
         break;
       }
       case "Delete":
-        impl[method.localName] = (req: { name: string }) => {
-          if (!store.delete(req.name)) throw notFound(req.name);
+        impl[method.localName] = async (req: { name: string }, ctx: HandlerContext) => {
+          if (!(await store.delete(organizationOf(ctx.requestHeader), req.name))) throw notFound(req.name);
           return {};
         };
         break;
@@ -116,14 +138,14 @@ function notFound(name: string): ConnectError {
   return new ConnectError(`${name.split("/")[0].replace(/s$/, "")} "${name}" not found`, Code.NotFound);
 }
 
-function must(store: RecordStore<MessageShape<DescMessage>>, name: string): MessageShape<DescMessage> {
-  const r = store.get(name);
+async function must(store: RecordStore<MessageShape<DescMessage>>, org: string, name: string): Promise<MessageShape<DescMessage>> {
+  const r = await store.get(org, name);
   if (!r) throw notFound(name);
   return r;
 }
 
 /** collectionOf reads the collection from the message's google.api.resource pattern (`icps/{icp}` -> `icps`). */
-function collectionOf(message: DescMessage): string {
+export function collectionOf(message: DescMessage): string {
   const pattern = hasOption(message, resource) ? getOption(message, resource).pattern[0] : undefined;
   const m = pattern ? /^([a-z][a-zA-Z0-9]*)\/\{[a-z_]+\}$/.exec(pattern) : null;
   if (!m) throw new Error(`${message.typeName} has no single-collection google.api.resource pattern`);

@@ -1,4 +1,4 @@
-import { openDatabase, type Database } from "../../../platform/db/database.js";
+import { dataStoreOf, openDatabase, type Database } from "../../../platform/db/database.js";
 import { createMemoryRunStore, type RunStore } from "../run-store.js";
 import { createPgRunStore } from "./pg-run-store.js";
 import { entities, migrations, schemaName } from "./schema.js";
@@ -20,15 +20,12 @@ export interface OpenedStore {
  * openRunStore gives the orchestrator its run store: PostgreSQL through
  * MikroORM (DATABASE_URL, or the embedded PGlite in RAPTORFLOW_DATA_DIR),
  * migrated at start-up unless DATABASE_MIGRATE_ON_START=false; or, with
- * RUN_STORE=memory, the in-process store. Runs a crash left PENDING or RUNNING
+ * DATA_STORE=memory, the in-process store. Runs a crash left PENDING or RUNNING
  * are marked FAILED: all of them with the embedded database (one process owns
  * it), those untouched for twice the longest deadline with a shared server.
  */
 export async function openRunStore(env: Record<string, string | undefined>, deadlineMs: number): Promise<OpenedStore> {
-  if (env.RUN_STORE === "memory") return { store: createMemoryRunStore() };
-  if (env.RUN_STORE !== undefined && env.RUN_STORE !== "" && env.RUN_STORE !== "postgres") {
-    throw new Error(`RUN_STORE must be "postgres" (the default) or "memory", got "${env.RUN_STORE}"`);
-  }
+  if (dataStoreOf(env) === "memory") return { store: createMemoryRunStore() };
   const db = await openOrchestratorDatabase(env);
   try {
     if (env.DATABASE_MIGRATE_ON_START !== "false") await db.migrate();

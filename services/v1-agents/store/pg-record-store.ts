@@ -1,0 +1,50 @@
+import { fromJson, toJson, type DescMessage, type JsonValue, type MessageShape } from "@bufbuild/protobuf";
+import type { EntityManager } from "@mikro-orm/postgresql";
+import type { Database } from "../../../platform/db/database.js";
+import { decodePageToken, encodePageToken } from "../../../platform/pagination.js";
+import type { RecordStore } from "../resource-service.js";
+import { RecordEntity } from "./schema.js";
+
+/**
+ * createPgRecordStore keeps one V1 collection in V1's PostgreSQL schema
+ * through MikroORM, every query filtered by organization.
+ */
+export function createPgRecordStore<S extends DescMessage>(db: Database, schema: S, collection: string): RecordStore<MessageShape<S>> {
+  const em = (): EntityManager => db.orm.em.fork() as EntityManager;
+  const idOf = (name: string) => name.slice(collection.length + 1);
+  const valid = (name: string) => name.startsWith(`${collection}/`) && /^[0-9a-f-]{36}$/.test(idOf(name));
+  const recordOf = (data: unknown) => fromJson(schema, data as JsonValue, { ignoreUnknownFields: true });
+  return {
+    async get(org, name) {
+      if (!valid(name)) return undefined;
+      const row = await em().findOne(RecordEntity, { collection, id: idOf(name), organization: org });
+      return row ? recordOf(row.data) : undefined;
+    },
+    async put(org, record) {
+      const name = (record as unknown as { name: string }).name;
+      const json = toJson(schema, record) as { createTime?: string; updateTime?: string };
+      await em().upsert(RecordEntity, {
+        collection,
+        id: idOf(name),
+        organization: org,
+        data: json,
+        createTime: new Date(json.createTime ?? Date.now()),
+        updateTime: new Date(json.updateTime ?? Date.now()),
+      });
+    },
+    async delete(org, name) {
+      if (!valid(name)) return false;
+      return (await em().nativeDelete(RecordEntity, { collection, id: idOf(name), organization: org })) > 0;
+    },
+    async list(org, pageSize, pageToken) {
+      const after = decodePageToken(pageToken);
+      const rows = await em().find(
+        RecordEntity,
+        after === undefined ? { collection, organization: org } : { collection, organization: org, id: { $lt: after } },
+        { orderBy: { id: "desc" }, limit: pageSize + 1 },
+      );
+      const page = rows.slice(0, pageSize);
+      return { records: page.map((r) => recordOf(r.data)), nextPageToken: rows.length > pageSize ? encodePageToken(page[page.length - 1].id) : "" };
+    },
+  };
+}
