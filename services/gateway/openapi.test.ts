@@ -201,6 +201,7 @@ describe("openApiDocument for OrchestratorService and IcpService", () => {
         "POST /api/v3/execute OrchestratorService_CreateRun_1",
         "POST /v3/runs:stream OrchestratorService_StreamRun",
         "GET /v3/{name} OrchestratorService_GetRun",
+        "GET /v3/{name}:watch OrchestratorService_WatchRun",
         "GET /v3/runs OrchestratorService_ListRuns",
         "POST /v3/routes:explain OrchestratorService_ExplainRoute",
         "GET /v3/agents OrchestratorService_ListAgents",

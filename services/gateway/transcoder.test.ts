@@ -165,6 +165,7 @@ describe("bindings come from the contracts' google.api.http options", () => {
         "POST /v3/runs -> OrchestratorService.CreateRun body=*",
         "POST /v3/runs:stream -> OrchestratorService.StreamRun body=*",
         "GET /v3/{name=runs/*} -> OrchestratorService.GetRun body=",
+        "GET /v3/{name=runs/*}:watch -> OrchestratorService.WatchRun body=",
         "GET /v3/runs -> OrchestratorService.ListRuns body=",
         "POST /v3/routes:explain -> OrchestratorService.ExplainRoute body=*",
         "GET /v3/agents -> OrchestratorService.ListAgents body=",
@@ -198,7 +199,7 @@ describe("bindings come from the contracts' google.api.http options", () => {
     const orchestrator = bindingsOf([services[0]]);
     const icp = bindingsOf([services[1]]);
     expect(orchestrator).toHaveLength(rulesOf(OrchestratorService));
-    expect(orchestrator).toHaveLength(16);
+    expect(orchestrator).toHaveLength(17);
     expect(icp).toHaveLength(rulesOf(IcpService));
     expect(icp).toHaveLength(10);
     // Every RPC of both services is reachable over REST.

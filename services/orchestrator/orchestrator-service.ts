@@ -14,13 +14,15 @@ import {
   RunStepSchema,
   type CreateRunRequest,
   type Run,
-  type RunEventSchema,
+  type RunEvent,
+  RunEventSchema,
 } from "../../gen/raptorflow/v3/orchestrator_pb.js";
 import { paginate } from "../../platform/pagination.js";
 import { forwardHeaders, idempotencyKeyOf, organizationOf } from "../../mesh/call-context.js";
 import type { Router } from "./router.js";
 import type { Idempotency, RunStore } from "./run-store.js";
 import type { SharedContext } from "./shared-context.js";
+import type { RunEvents } from "./run-events.js";
 
 /**
  * idempotencyOf is the request's idempotency key (the `idempotency-key`
@@ -35,6 +37,18 @@ function idempotencyOf(req: CreateRunRequest, header: Headers): Idempotency | un
   return { key, hash: createHash("sha256").update(canonical).digest("hex") };
 }
 
+/** runNameOf finds the run an event is about, where it says. */
+function runNameOf(e: RunEvent): string | undefined {
+  switch (e.event.case) {
+    case "run":
+      return e.event.value.name;
+    case "progress":
+      return e.event.value.run;
+    default:
+      return undefined;
+  }
+}
+
 /** OrchestratorDeps are what the orchestrator needs, injected so tests can pass their own. */
 export interface OrchestratorDeps {
   /** agents are the clients of the two agent services. */
@@ -47,6 +61,8 @@ export interface OrchestratorDeps {
   readonly store: RunStore;
   /** context is where the steps of a run share their outputs. */
   readonly context: SharedContext;
+  /** events carries run events to watchers on any instance. */
+  readonly events: RunEvents;
 }
 
 type RunEventInit = MessageInitShape<typeof RunEventSchema>;
@@ -89,7 +105,13 @@ export function createOrchestratorImpl(deps: OrchestratorDeps): ServiceImpl<type
     }
     run.state = Run_State.RUNNING;
     await deps.store.save(org, run);
-    yield { event: { case: "routed", value: decision } };
+    // Every event of an accepted run also goes to its watchers, on any instance.
+    const emit = async (ev: RunEventInit): Promise<RunEvent> => {
+      const e = create(RunEventSchema, ev);
+      await deps.events.publish(org, run.name, e);
+      return e;
+    };
+    yield await emit({ event: { case: "routed", value: decision } });
     let context: JsonObject = {};
     const headers = forwardHeaders(ctx.requestHeader);
     try {
@@ -99,7 +121,7 @@ export function createOrchestratorImpl(deps: OrchestratorDeps): ServiceImpl<type
         if (run.steps.length > 0) context = await deps.context.get(org, run.name);
         const step = create(RunStepSchema, { agent: planned.agent, system: planned.system, state: Run_State.RUNNING, startTime: timestampNow() });
         run.steps.push(step);
-        yield { event: { case: "stepStarted", value: step } };
+        yield await emit({ event: { case: "stepStarted", value: step } });
         const client = planned.system === AgentSystem.V1 ? deps.agents.v1 : deps.agents.v2;
         const agentReq = {
           name: planned.agent,
@@ -115,7 +137,7 @@ export function createOrchestratorImpl(deps: OrchestratorDeps): ServiceImpl<type
           if (streaming) {
             for await (const ev of client.streamAgent(agentReq, callOptions)) {
               if (ev.event.case === "delta") {
-                yield { event: { case: "partialOutput", value: { agent: planned.agent, delta: ev.event.value } } };
+                yield await emit({ event: { case: "partialOutput", value: { agent: planned.agent, delta: ev.event.value } } });
               } else if (ev.event.case === "result") {
                 step.result = ev.event.value;
               }
@@ -145,13 +167,13 @@ export function createOrchestratorImpl(deps: OrchestratorDeps): ServiceImpl<type
         usage.calls += result.usage?.calls ?? 0;
         usage.costUsd += result.usage?.costUsd ?? 0;
         await deps.store.save(org, run);
-        yield { event: { case: "stepFinished", value: step } };
-        yield {
+        yield await emit({ event: { case: "stepFinished", value: step } });
+        yield await emit({
           event: {
             case: "progress",
             value: { run: run.name, completedSteps: run.steps.length, totalSteps: decision.steps.length },
           },
-        };
+        });
       }
       run.state = Run_State.SUCCEEDED;
       run.output = context;
@@ -165,7 +187,7 @@ export function createOrchestratorImpl(deps: OrchestratorDeps): ServiceImpl<type
     }
     run.updateTime = timestampNow();
     await deps.store.save(org, run);
-    yield { event: { case: "run", value: run } };
+    yield await emit({ event: { case: "run", value: run } });
   }
 
   const runToEnd = async (req: CreateRunRequest, ctx: HandlerContext): Promise<Run> => {
@@ -186,6 +208,38 @@ export function createOrchestratorImpl(deps: OrchestratorDeps): ServiceImpl<type
     createRun: runToEnd,
     streamRun(req, ctx) {
       return execute(req, ctx, true);
+    },
+    async *watchRun(req, ctx) {
+      const org = organizationOf(ctx.requestHeader);
+      // Subscribe before reading the run, so no event falls between the two.
+      const queue: RunEvent[] = [];
+      let wake: (() => void) | undefined;
+      const stop = await deps.events.subscribe(org, req.name, (e) => {
+        queue.push(e);
+        wake?.();
+      });
+      try {
+        const run = await mustGet(org, req.name);
+        if (run.state !== Run_State.PENDING && run.state !== Run_State.RUNNING) {
+          yield { event: { case: "run", value: run } };
+          return;
+        }
+        yield { event: { case: "progress", value: { run: run.name, completedSteps: run.steps.filter((s) => s.state === Run_State.SUCCEEDED).length, totalSteps: run.route?.steps.length ?? 0 } } };
+        for (;;) {
+          while (queue.length) {
+            const e = queue.shift()!;
+            yield e;
+            if (e.event.case === "run") return;
+          }
+          await new Promise<void>((resolve) => {
+            wake = resolve;
+            ctx.signal.addEventListener("abort", () => resolve(), { once: true });
+          });
+          ctx.signal.throwIfAborted();
+        }
+      } finally {
+        await stop();
+      }
     },
     getRun: (req, ctx) => mustGet(organizationOf(ctx.requestHeader), req.name),
     async getRunStatus(req, ctx) {

@@ -10,6 +10,7 @@ import { topology } from "../../mesh/topology.js";
 import { openRunStore } from "./store/open-store.js";
 import { openKeyValueStore } from "../../platform/kv/open-kv-store.js";
 import { createSharedContext } from "./shared-context.js";
+import { createRunEvents } from "./run-events.js";
 import { healthFollowsDatabase } from "../../platform/db/health.js";
 
 /** OrchestratorOptions configure the orchestrator service. */
@@ -65,6 +66,7 @@ export async function build(options: OrchestratorOptions = {}): Promise<MeshServ
           router: createKeywordRouter,
           store,
           context: createSharedContext(kv, store, Number(env.SHARED_CONTEXT_TTL_MS || 3_600_000)),
+          events: createRunEvents(kv),
         }),
       },
     ],
