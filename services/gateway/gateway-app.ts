@@ -6,6 +6,8 @@ import { docsPlugin } from "./docs-plugin.js";
 import { createForwarder } from "./forwarder.js";
 import { openApiDocument } from "./openapi.js";
 import { restTranscoder } from "./transcoder.js";
+import type { RateLimiter } from "../../platform/kv/rate-limiter.js";
+import { rateLimitPlugin } from "./rate-limit-plugin.js";
 
 /** GatewayAppOptions configure a gateway for any set of gRPC services. */
 export interface GatewayAppOptions {
@@ -23,6 +25,8 @@ export interface GatewayAppOptions {
   readonly title?: string;
   /** version of the API in the OpenAPI document. */
   readonly version?: string;
+  /** rateLimiter, when given, limits every request (see rate-limit-plugin.ts). */
+  readonly rateLimiter?: RateLimiter;
   /** onClose runs when the app closes (close transports here). */
   readonly onClose?: () => void | Promise<void>;
 }
@@ -43,6 +47,7 @@ export async function createGatewayApp(options: GatewayAppOptions): Promise<Fast
   app.addHook("onClose", async () => {
     await options.onClose?.();
   });
+  if (options.rateLimiter) await app.register(rateLimitPlugin, { limiter: options.rateLimiter });
   app.get("/healthz", async (_req, reply) => reply.code(draining ? 503 : 200).send({ status: draining ? "draining" : "serving" }));
   await app.register(fastifyConnectPlugin, {
     routes: (router: ConnectRouter) => {

@@ -10,6 +10,8 @@ import { OrchestratorService } from "../../gen/raptorflow/v3/orchestrator_pb.js"
 import { createGrpcTransport } from "../../mesh/grpc-transport.js";
 import { topology, upstreamAddress, type ServiceName } from "../../mesh/topology.js";
 import { createGatewayApp } from "./gateway-app.js";
+import { openKeyValueStore } from "../../platform/kv/open-kv-store.js";
+import { createRateLimiter } from "../../platform/kv/rate-limiter.js";
 
 /** GatewayOptions configure our gateway. */
 export interface GatewayOptions {
@@ -19,11 +21,11 @@ export interface GatewayOptions {
   readonly logger?: boolean;
 }
 
-/** byteSetting reads a positive whole number of bytes from the environment, failing fast on a bad value. */
-function byteSetting(env: Record<string, string | undefined>, key: string, fallback: number): number {
+/** wholeSetting reads a whole number (bytes, a count, milliseconds) from the environment, failing fast on a bad value. */
+function wholeSetting(env: Record<string, string | undefined>, key: string, fallback: number): number {
   const raw = env[key];
   if (raw === undefined || raw === "") return fallback;
-  if (!/^\d+$/.test(raw) || Number(raw) === 0) throw new Error(`${key} must be a positive whole number of bytes, got "${raw}"`);
+  if (!/^\d+$/.test(raw)) throw new Error(`${key} must be a whole number, got "${raw}"`);
   return Number(raw);
 }
 
@@ -34,10 +36,13 @@ function byteSetting(env: Record<string, string | undefined>, key: string, fallb
  */
 export async function build(options: GatewayOptions = {}): Promise<FastifyInstance> {
   const env = options.env ?? process.env;
-  const maxRequestBytes = byteSetting(env, "GATEWAY_MAX_REQUEST_BYTES", 1024 * 1024);
-  const maxResponseBytes = byteSetting(env, "GATEWAY_MAX_RESPONSE_BYTES", 4 * 1024 * 1024);
+  const maxRequestBytes = wholeSetting(env, "GATEWAY_MAX_REQUEST_BYTES", 1024 * 1024);
+  const maxResponseBytes = wholeSetting(env, "GATEWAY_MAX_RESPONSE_BYTES", 4 * 1024 * 1024);
   const transport = (name: ServiceName) =>
     createGrpcTransport({ address: upstreamAddress(name, env), policy: topology[name].callPolicy });
+  const rateLimit = wholeSetting(env, "GATEWAY_RATE_LIMIT", 0);
+  const kv = rateLimit > 0 ? openKeyValueStore(env) : undefined;
+  const rateLimiter = kv ? createRateLimiter(kv, { limit: rateLimit, windowMs: wholeSetting(env, "GATEWAY_RATE_LIMIT_WINDOW_MS", 60_000) }) : undefined;
   const orchestrator = transport("orchestrator");
   const v1 = transport("v1-agents");
   return createGatewayApp({
@@ -55,9 +60,11 @@ export async function build(options: GatewayOptions = {}): Promise<FastifyInstan
     maxRequestBytes,
     maxResponseBytes,
     logger: options.logger ?? env.NODE_ENV !== "test",
-    onClose: () => {
+    rateLimiter,
+    onClose: async () => {
       orchestrator.close();
       v1.close();
+      await kv?.close();
     },
   });
 }
