@@ -15,13 +15,15 @@ const tables = async (db: Database): Promise<string[]> =>
   ).map((r) => r.table_name);
 
 /** upAndDown runs the orchestrator's migrations up, down and up again, checking the tables each time. */
+const all = ["Migration20261125000000_runs", "Migration20261125020000_memories"];
+
 async function upAndDown(db: Database): Promise<void> {
-  expect(await db.migrate()).toEqual(["Migration20261125000000_runs"]);
+  expect(await db.migrate()).toEqual(all);
   expect(await db.migrate()).toEqual([]);
-  expect(await tables(db)).toEqual(expect.arrayContaining(["feedback", "idempotency_keys", "run_steps", "runs", "shared_contexts"]));
-  expect(await db.rollback(0)).toEqual(["Migration20261125000000_runs"]);
+  expect(await tables(db)).toEqual(expect.arrayContaining(["feedback", "idempotency_keys", "memories", "run_steps", "runs", "shared_contexts"]));
+  expect(await db.rollback(0)).toEqual([...all].reverse());
   expect(await tables(db)).toEqual(["migrations"]);
-  expect(await db.migrate()).toEqual(["Migration20261125000000_runs"]);
+  expect(await db.migrate()).toEqual(all);
   expect(await db.ping()).toBe(true);
 }
 
