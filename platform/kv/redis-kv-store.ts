@@ -14,14 +14,24 @@ export function createRedisKeyValueStore(url: string): KeyValueStore {
   redis.on("error", () => undefined);
   let subscriber: Redis | undefined;
   const handlers = new Map<string, Set<(m: string) => void>>();
-  const ready = (): Promise<void> =>
-    redis.status === "ready" ? Promise.resolve() : new Promise((resolve, reject) => {
+  let everReady = false;
+  redis.on("ready", () => (everReady = true));
+  // Wait for Redis only while it first connects; once it has been up, a lost
+  // connection fails commands at once (while ioredis reconnects in the
+  // background), so a Redis outage costs callers nothing but a fallback.
+  const ready = (): Promise<void> => {
+    if (redis.status === "ready") return Promise.resolve();
+    if (everReady || redis.status === "reconnecting" || redis.status === "end" || redis.status === "close") {
+      return Promise.reject(new Error(`redis at ${url} is unavailable (${redis.status})`));
+    }
+    return new Promise((resolve, reject) => {
       const t = setTimeout(() => reject(new Error(`redis at ${url} is not ready (${redis.status})`)), 2_000);
       redis.once("ready", () => {
         clearTimeout(t);
         resolve();
       });
     });
+  };
   return {
     kind: "redis",
     async get(key) {
