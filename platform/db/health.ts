@@ -31,3 +31,24 @@ export function healthFollowsDatabase(server: Servable, db: Database | undefined
     },
   };
 }
+
+/** DependencyHealth is where a dependency's status is reported (grpc-health-check's HealthImplementation). */
+export interface DependencyHealth {
+  /** setStatus sets the status of a health "service" name. */
+  setStatus(service: string, status: "SERVING" | "NOT_SERVING" | "UNKNOWN"): void;
+}
+
+/**
+ * reportDependency reports an optional dependency (Redis) as its own
+ * health entry — for example `raptorflow.dependency.redis` — checked every
+ * `intervalMs`, while the service itself stays SERVING: degraded, not down.
+ * Returns a function that stops the checks.
+ */
+export function reportDependency(health: DependencyHealth, name: string, ping: () => Promise<boolean>, intervalMs = 5_000): () => void {
+  const key = `raptorflow.dependency.${name}`;
+  const check = () => void ping().then((ok) => health.setStatus(key, ok ? "SERVING" : "NOT_SERVING"), () => health.setStatus(key, "NOT_SERVING"));
+  check();
+  const timer = setInterval(check, intervalMs);
+  timer.unref();
+  return () => clearInterval(timer);
+}

@@ -11,7 +11,7 @@ import { openRunStore } from "./store/open-store.js";
 import { openKeyValueStore } from "../../platform/kv/open-kv-store.js";
 import { createSharedContext } from "./shared-context.js";
 import { createRunEvents } from "./run-events.js";
-import { healthFollowsDatabase } from "../../platform/db/health.js";
+import { healthFollowsDatabase, reportDependency } from "../../platform/db/health.js";
 
 /** OrchestratorOptions configure the orchestrator service. */
 export interface OrchestratorOptions {
@@ -74,11 +74,14 @@ export async function build(options: OrchestratorOptions = {}): Promise<MeshServ
   // The database answering is part of being able to serve: report NOT_SERVING
   // while it does not, instead of failing calls one by one.
   const health = healthFollowsDatabase(server, db);
+  // Redis is optional: its loss degrades (fallbacks), so it has its own health entry.
+  const stopRedisCheck = kv.kind === "redis" ? reportDependency(server.health, "redis", () => kv.ping()) : () => {};
   return {
     ...server,
     setServing: health.setServing,
     async close() {
       health.stop();
+      stopRedisCheck();
       await server.shutdown();
       v1.transport.close();
       v2.transport.close();
