@@ -65,13 +65,16 @@ export async function stopMesh(started: readonly StartedService[]): Promise<void
 /** startMesh is `raptorflow start`: launch, print where each service listens, stop on a signal. */
 export async function startMesh(): Promise<number> {
   const started = await launchMesh();
-  console.log("\nRaptorFlow mesh is up (embedded defaults: in-memory state, offline LLM provider):");
+  const env = process.env;
+  const database = env.DATABASE_URL ? "PostgreSQL at DATABASE_URL" : `embedded PostgreSQL (PGlite) in ${env.RAPTORFLOW_DATA_DIR || ".data"}/`;
+  const shared = env.REDIS_URL ? "Redis at REDIS_URL" : "in-process shared state";
+  console.log(`\nRaptorFlow mesh is up (${database}, ${shared}, LLM provider: ${env.LLM_PROVIDER || "offline"}):`);
   for (const s of started) {
     const kind = topology[s.name].protocol === "http" ? `http://localhost:${s.port}` : `grpc://localhost:${s.port}`;
     console.log(`  ${s.name.padEnd(13)} ${kind}`);
   }
   const gw = started.find((s) => s.name === "gateway");
-  console.log(`\nTry: curl -s -X POST http://localhost:${gw?.port}/v3/runs -H 'content-type: application/json' -d '{"input":"Build an ICP for our B2B analytics tool"}'\n`);
+  console.log(`\nTry: curl -s -X POST http://localhost:${gw?.port}/v3/runs -H 'content-type: application/json' -d '{"input":"Build an ideal customer profile for our B2B analytics tool"}'\n`);
   await new Promise<void>((resolve) => {
     const stop = (): void => resolve();
     process.once("SIGINT", stop);

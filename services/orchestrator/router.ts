@@ -57,9 +57,19 @@ export function createKeywordRouter(agents: readonly Agent[]): Router {
   const docs = agents.map((a) => ({ agent: a, words: tokens([a.displayName, a.description, ...a.examples, a.name.slice(7).replaceAll("_", " ")].join(" ")) }));
   const df = new Map<string, number>();
   for (const d of docs) for (const w of new Set(d.words)) df.set(w, (df.get(w) ?? 0) + 1);
+  // BM25 weights: rarer words weigh more, repeated words saturate, and long
+  // agent descriptions do not win by length alone.
+  const avgLen = docs.reduce((n, d) => n + d.words.length, 0) / Math.max(1, docs.length);
+  const k1 = 1.2;
+  const b = 0.75;
   const profiles: Profile[] = docs.map((d) => {
+    const tf = new Map<string, number>();
+    for (const w of d.words) tf.set(w, (tf.get(w) ?? 0) + 1);
     const weights = new Map<string, number>();
-    for (const w of new Set(d.words)) weights.set(w, Math.log(1 + docs.length / (df.get(w) ?? 1)));
+    for (const [w, f] of tf) {
+      const idf = Math.log(1 + (docs.length - (df.get(w) ?? 0) + 0.5) / ((df.get(w) ?? 0) + 0.5));
+      weights.set(w, (idf * f * (k1 + 1)) / (f + k1 * (1 - b + (b * d.words.length) / avgLen)));
+    }
     return { agent: d.agent, weights };
   });
   const byName = new Map(agents.map((a) => [a.name, a]));
