@@ -39,7 +39,7 @@ import { fromBinary, fromJson, toBinary, toJson, type JsonValue } from "@bufbuil
 import { EchoService, KitchenSchema, type Kitchen } from "../gen/raptorflow/conformance/v1/conformance_pb.js";
 import { percentile, runClosedLoop } from "./closed-loop.js";
 import { spawnBenchChild, type BenchChild, type ChildCpu, type MemSample } from "./gateway-processes.js";
-import { fmtCores, fmtInt, fmtMs, fmtRatio, versionOf } from "./report.js";
+import { busyMs, fmtCores, fmtInt, fmtMs, fmtRatio, machineLine, versionOf } from "./report.js";
 
 /** The small unary message of every case. */
 const bodyJson = { stringValue: "hello", int32Value: 42, tags: ["a", "b"] } as const;
@@ -117,10 +117,6 @@ async function waitForQuiet(threshold: number, maxWaitMs: number): Promise<numbe
   }
 }
 
-/** busyMs sums every core's non-idle time so far, from os.cpus() (includes kernel and interrupt time). */
-function busyMs(): number {
-  return os.cpus().reduce((n, c) => n + c.times.user + c.times.nice + c.times.sys + c.times.irq, 0);
-}
 
 function median(values: readonly number[]): number {
   const s = [...values].sort((a, b) => a - b);
@@ -816,11 +812,10 @@ async function main(): Promise<void> {
       }),
     );
     const m = (id: CaseId) => med.get(id)!;
-    const cpus = os.cpus();
     const out: string[] = [];
     out.push("## Gateway benchmark", "");
     out.push(`- Date: ${startedAt.toISOString()}`);
-    out.push(`- Machine: ${cpus[0]?.model.trim() ?? "unknown CPU"}, ${cpus.length} cores (os.cpus()), ${os.platform()} ${os.arch()}, ${Math.round(os.totalmem() / 2 ** 30)} GiB; load average before the run ${os.loadavg().map((l) => l.toFixed(2)).join(" ")}`);
+    out.push(`- Machine: ${machineLine()}; load average before the run ${os.loadavg().map((l) => l.toFixed(2)).join(" ")}`);
     out.push(
       `- Runtime: Node.js ${process.version}; fastify ${versionOf("fastify")}, @grpc/grpc-js ${versionOf("@grpc/grpc-js")}, @bufbuild/protobuf ${versionOf("@bufbuild/protobuf")}, @connectrpc/connect ${versionOf("@connectrpc/connect")}, @connectrpc/connect-fastify ${versionOf("@connectrpc/connect-fastify")}, autocannon ${versionOf("autocannon")}`,
     );

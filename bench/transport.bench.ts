@@ -15,7 +15,7 @@ import { runClosedLoop, type ClosedLoopResult } from "./closed-loop.js";
 import { spawnServerProcess, type CpuSample } from "./server-process.js";
 import { createBenchClient, type ClientKind } from "./transport-clients.js";
 import type { ServerKind } from "./transport-server.js";
-import { fmtCores, fmtInt, fmtMs, fmtRatio, versionOf } from "./report.js";
+import { busyMs, fmtCores, fmtInt, fmtMs, fmtRatio, machineLine, versionOf } from "./report.js";
 
 interface BenchCase {
   readonly id: string;
@@ -56,10 +56,6 @@ interface RunMetrics {
   readonly errors: number;
 }
 
-/** busyMs sums every core's non-idle time so far, from os.cpus() (includes kernel and interrupt time). */
-function busyMs(): number {
-  return os.cpus().reduce((n, c) => n + c.times.user + c.times.nice + c.times.sys + c.times.irq, 0);
-}
 
 function median(values: readonly number[]): number {
   const s = [...values].sort((a, b) => a - b);
@@ -164,11 +160,10 @@ async function main(): Promise<void> {
   );
   const m = (id: string) => med.get(id)!;
 
-  const cpus = os.cpus();
   const out: string[] = [];
   out.push("## Transport benchmark", "");
   out.push(`- Date: ${new Date().toISOString()}`);
-  out.push(`- Machine: ${cpus[0]?.model.trim() ?? "unknown CPU"}, ${cpus.length} cores (os.cpus()), ${os.platform()} ${os.arch()}, ${Math.round(os.totalmem() / 2 ** 30)} GiB`);
+  out.push(`- Machine: ${machineLine()}`);
   out.push(`- Runtime: Node.js ${process.version}; @grpc/grpc-js ${versionOf("@grpc/grpc-js")}, @connectrpc/connect-node ${versionOf("@connectrpc/connect-node")}, @bufbuild/protobuf ${versionOf("@bufbuild/protobuf")}`);
   out.push(`- Load: ${concurrency} calls in flight from one client process, ${warmupMs / 1000} s warm-up + ${durationMs / 1000} s measured, ${repeats} runs per case (interleaved); each column is the median over the runs`);
   out.push("- Call: `raptorflow.agent.v1.AgentService/GetAgent`, one small Agent answered by the same Connect `ServiceImpl`; server in its own process on 127.0.0.1, cleartext HTTP/2");
