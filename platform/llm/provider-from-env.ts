@@ -1,5 +1,6 @@
 import type { LlmProvider } from "./llm-provider.js";
 import { createOfflineProvider } from "./offline-provider.js";
+import { createOpenAIProvider } from "./openai-provider.js";
 
 /**
  * providerFromEnv picks the LLM provider from `LLM_PROVIDER`. The embedded
@@ -18,7 +19,20 @@ export function providerFromEnv(env: Record<string, string | undefined> = proces
       }
       return createOfflineProvider({ latencyMs });
     }
+    case "openai": {
+      // OpenAI, or any OpenAI-compatible server (Ollama, vLLM, llama.cpp) at OPENAI_BASE_URL.
+      const baseURL = env.OPENAI_BASE_URL || undefined;
+      const apiKey = env.OPENAI_API_KEY || (baseURL ? "not-needed" : undefined);
+      if (!apiKey) throw new Error("LLM_PROVIDER=openai needs OPENAI_API_KEY (or OPENAI_BASE_URL for a local OpenAI-compatible server)");
+      return createOpenAIProvider({
+        apiKey,
+        baseURL,
+        models: { fast: env.OPENAI_MODEL_FAST || "gpt-4o-mini", capable: env.OPENAI_MODEL_CAPABLE || "gpt-4o" },
+        timeoutMs: env.OPENAI_TIMEOUT_MS ? Number(env.OPENAI_TIMEOUT_MS) : undefined,
+        name: baseURL ? "openai-compatible" : "openai",
+      });
+    }
     default:
-      throw new Error(`LLM_PROVIDER="${name}" is not supported; supported: offline`);
+      throw new Error(`LLM_PROVIDER="${name}" is not supported; supported: offline, openai`);
   }
 }
