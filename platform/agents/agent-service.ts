@@ -13,6 +13,7 @@ import {
   type RunAgentRequest,
 } from "../../gen/raptorflow/agent/v1/agent_pb.js";
 import type { LlmProvider, LlmResponse, ModelTierName } from "../llm/llm-provider.js";
+import { createPriceTable, type PriceTable } from "../llm/prices.js";
 import { paginate } from "../pagination.js";
 import { buildPrompt, runAgent, type AgentCall, type AgentOutcome } from "./agent-runtime.js";
 import type { AgentDefinition, Catalog } from "./catalog.js";
@@ -23,6 +24,8 @@ export interface AgentServiceOptions {
   readonly catalog: Catalog;
   /** provider answers the model calls. */
   readonly provider: LlmProvider;
+  /** prices turn tokens into cost; MODEL_PRICES over the defaults when undefined. */
+  readonly prices?: PriceTable;
   /** cache serves identical RunAgent calls again (same agent, prompt version, model, input and context); none when undefined. */
   readonly cache?: ResultCache;
 }
@@ -54,8 +57,10 @@ export function tierName(tier: ModelTier): ModelTierName | undefined {
   return tier === ModelTier.FAST ? "fast" : tier === ModelTier.CAPABLE ? "capable" : undefined;
 }
 
-/** toAgentResult turns a validated outcome into the contract's AgentResult, with its accounting. */
-export function toAgentResult(provider: LlmProvider, agent: AgentDefinition, r: AgentOutcome, started: number): AgentResult {
+const defaultPriceTable = createPriceTable({});
+
+/** toAgentResult turns a validated outcome into the contract's AgentResult, with its accounting (cost from the price table). */
+export function toAgentResult(provider: LlmProvider, agent: AgentDefinition, r: AgentOutcome, started: number, prices: PriceTable = defaultPriceTable): AgentResult {
   const ms = performance.now() - started;
   return create(AgentResultSchema, {
     agent: `agents/${agent.id}`,
@@ -66,15 +71,15 @@ export function toAgentResult(provider: LlmProvider, agent: AgentDefinition, r: 
     model: r.model,
     modelTier: r.tier === "fast" ? ModelTier.FAST : ModelTier.CAPABLE,
     promptVersion: agent.promptVersion,
-    usage: { inputTokens: BigInt(r.inputTokens), outputTokens: BigInt(r.outputTokens), calls: r.calls, costUsd: 0 },
+    usage: { inputTokens: BigInt(r.inputTokens), outputTokens: BigInt(r.outputTokens), calls: r.calls, costUsd: prices.cost(r.model, r.inputTokens, r.outputTokens) },
     duration: { seconds: BigInt(Math.floor(ms / 1000)), nanos: Math.round((ms % 1000) * 1e6) },
   });
 }
 
 /** runAgentResult runs one agent and returns its AgentResult: what RunAgent answers, for in-process callers. */
-export async function runAgentResult(provider: LlmProvider, agent: AgentDefinition, call: AgentCall): Promise<AgentResult> {
+export async function runAgentResult(provider: LlmProvider, agent: AgentDefinition, call: AgentCall, prices?: PriceTable): Promise<AgentResult> {
   const started = performance.now();
-  return toAgentResult(provider, agent, await runAgent(provider, agent, call), started);
+  return toAgentResult(provider, agent, await runAgent(provider, agent, call), started, prices);
 }
 
 /**
@@ -92,7 +97,8 @@ export function createAgentServiceImpl(options: AgentServiceOptions): ServiceImp
     return agent;
   };
 
-  const result = (agent: AgentDefinition, r: AgentOutcome, started: number): AgentResult => toAgentResult(provider, agent, r, started);
+  const prices = options.prices ?? createPriceTable();
+  const result = (agent: AgentDefinition, r: AgentOutcome, started: number): AgentResult => toAgentResult(provider, agent, r, started, prices);
 
 
   const callOf = (req: RunAgentRequest, ctx: HandlerContext) => ({

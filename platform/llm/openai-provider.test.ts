@@ -88,6 +88,19 @@ describe("the OpenAI provider against a loopback Chat Completions server", () =>
   });
 });
 
+describe("cost", () => {
+  it("prices each call from the model's price table (published list prices for gpt-4o-mini)", async () => {
+    const priced = createOpenAIProvider({ apiKey: "test", baseURL: server.baseURL, models: { fast: "gpt-4o-mini", capable: "gpt-4o-mini" }, maxRetries: 0 });
+    const impl = createAgentServiceImpl({ catalog: loadCatalog("services/v2-agents"), provider: priced });
+    const client = createClient(AgentService, createRouterTransport(({ service }) => service(AgentService, impl)));
+    const res = await client.runAgent({ name: "agents/copywriter", input: "Write a tagline for our bakery" });
+    const inTok = Number(res.usage?.inputTokens);
+    const outTok = Number(res.usage?.outputTokens);
+    expect(inTok).toBe(42);
+    expect(res.usage?.costUsd).toBeCloseTo((inTok * 0.15 + outTok * 0.6) / 1_000_000, 12);
+  });
+});
+
 describe("providerFromEnv", () => {
   it("chooses OpenAI by configuration alone, and an OpenAI-compatible local server by base URL", () => {
     expect(providerFromEnv({ LLM_PROVIDER: "openai", OPENAI_API_KEY: "k" }).name).toBe("openai");

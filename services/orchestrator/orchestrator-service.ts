@@ -37,6 +37,16 @@ function idempotencyOf(req: CreateRunRequest, header: Headers): Idempotency | un
   return { key, hash: createHash("sha256").update(canonical).digest("hex") };
 }
 
+/** overBudget says how a run's usage went past its budget, or undefined when it did not. */
+function overBudget(req: CreateRunRequest, usage: { inputTokens: bigint; outputTokens: bigint; costUsd: number }): string | undefined {
+  const b = req.budget;
+  if (!b) return undefined;
+  const tokens = usage.inputTokens + usage.outputTokens;
+  if (b.maxTokens > 0n && tokens > b.maxTokens) return `budget exceeded: ${tokens} tokens used, the budget is ${b.maxTokens}`;
+  if (b.maxCostUsd > 0 && usage.costUsd > b.maxCostUsd) return `budget exceeded: $${usage.costUsd.toFixed(6)} spent, the budget is $${b.maxCostUsd}`;
+  return undefined;
+}
+
 /** runNameOf finds the run an event is about, where it says. */
 function runNameOf(e: RunEvent): string | undefined {
   switch (e.event.case) {
@@ -166,6 +176,11 @@ export function createOrchestratorImpl(deps: OrchestratorDeps): ServiceImpl<type
         usage.outputTokens += result.usage?.outputTokens ?? 0n;
         usage.calls += result.usage?.calls ?? 0;
         usage.costUsd += result.usage?.costUsd ?? 0;
+        const over = overBudget(req, usage);
+        if (over) {
+          run.state = Run_State.BUDGET_EXCEEDED;
+          run.error = over;
+        }
         await deps.store.save(org, run);
         yield await emit({ event: { case: "stepFinished", value: step } });
         yield await emit({
@@ -174,8 +189,9 @@ export function createOrchestratorImpl(deps: OrchestratorDeps): ServiceImpl<type
             value: { run: run.name, completedSteps: run.steps.length, totalSteps: decision.steps.length },
           },
         });
+        if (run.state === Run_State.BUDGET_EXCEEDED) break;
       }
-      run.state = Run_State.SUCCEEDED;
+      if (run.state !== Run_State.BUDGET_EXCEEDED) run.state = Run_State.SUCCEEDED;
       run.output = context;
       run.summary = run.steps.map((s) => s.result?.summary ?? s.agent).join("\n");
     } catch (e) {

@@ -88,6 +88,22 @@ describe("REST through the gateway", () => {
     expect(events.at(-1).run.state).toBe("STATE_SUCCEEDED");
   });
 
+  it("a run past its budget stops with STATE_BUDGET_EXCEEDED and runs no further step", async () => {
+    // A request no other test sends: a cached step would consume nothing, and not trip the budget.
+    const { status, json } = await post("/v3/runs", {
+      input: "Find the buyers of our budget-tracking app, then write launch copy for them",
+      agents: ["agents/icp_builder", "agents/copywriter"],
+      budget: { maxTokens: "1" },
+    });
+    expect(status).toBe(201);
+    expect(json.state).toBe("STATE_BUDGET_EXCEEDED");
+    expect(json.steps).toHaveLength(1);
+    expect(json.error).toMatch(/budget exceeded: \d+ tokens used, the budget is 1/);
+    const bad = await post("/v3/runs", { input: "x", budget: { maxCostUsd: -1 } });
+    expect(bad.status).toBe(400);
+    expect(bad.json.message).toContain("max_cost_usd");
+  });
+
   it("POST /v3/routes:explain returns a decision without running anything", async () => {
     const { status, json } = await post("/v3/routes:explain", { input: "Write a welcome email sequence for trial users" });
     expect(status).toBe(200);

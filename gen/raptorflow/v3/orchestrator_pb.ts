@@ -19,7 +19,7 @@ import type { JsonObject, Message } from "@bufbuild/protobuf";
  * Describes the file raptorflow/v3/orchestrator.proto.
  */
 export const file_raptorflow_v3_orchestrator: GenFile = /*@__PURE__*/
-  fileDesc("CiByYXB0b3JmbG93L3YzL29yY2hlc3RyYXRvci5wcm90bxINcmFwdG9yZmxvdy52MyL/AQoQQ3JlYXRlUnVuUmVxdWVzdBIdCgVpbnB1dBgBIAEoCUIO4EECukgIcgYQARignAESMAoEbW9kZRgCIAEoDjIYLnJhcHRvcmZsb3cudjMuUm91dGVNb2RlQgi6SAWCAQIQARI7CgZhZ2VudHMYAyADKAlCK7pIKJIBJRAQIiFyHzIdXmFnZW50cy9bYS16XVthLXowLTlfXXswLDYzfSQSKwoKcGFyYW1ldGVycxgEIAEoCzIXLmdvb2dsZS5wcm90b2J1Zi5TdHJ1Y3QSMAoKcmVxdWVzdF9pZBgFIAEoCUIcukgZchcYQDITXihbQS1aYS16MC05Xy1dKyk/JCI/Cg1HZXRSdW5SZXF1ZXN0Ei4KBG5hbWUYASABKAlCIOBBArpIGnIYMhZecnVucy9bYS16MC05LV17MSw2NH0kIk4KD0xpc3RSdW5zUmVxdWVzdBIdCglwYWdlX3NpemUYASABKAVCCrpIBxoFGOgHKAASHAoKcGFnZV90b2tlbhgCIAEoCUIIukgFcgMYgAQiTQoQTGlzdFJ1bnNSZXNwb25zZRIgCgRydW5zGAEgAygLMhIucmFwdG9yZmxvdy52My5SdW4SFwoPbmV4dF9wYWdlX3Rva2VuGAIgASgJIqMBChNFeHBsYWluUm91dGVSZXF1ZXN0Eh0KBWlucHV0GAEgASgJQg7gQQK6SAhyBhABGKCcARIwCgRtb2RlGAIgASgOMhgucmFwdG9yZmxvdy52My5Sb3V0ZU1vZGVCCLpIBYIBAhABEjsKBmFnZW50cxgDIAMoCUIrukgokgElEBAiIXIfMh1eYWdlbnRzL1thLXpdW2EtejAtOV9dezAsNjN9JCK/AQoRTGlzdEFnZW50c1JlcXVlc3QSHQoJcGFnZV9zaXplGAEgASgFQgq6SAcaBRjoBygAEhwKCnBhZ2VfdG9rZW4YAiABKAlCCLpIBXIDGIAEEjoKBnN5c3RlbRgDIAEoDjIgLnJhcHRvcmZsb3cuYWdlbnQudjEuQWdlbnRTeXN0ZW1CCLpIBYIBAhABEjEKCmRlcGFydG1lbnQYBCABKAlCHbpIGnIYGEAyFF4oW2Etel1bYS16MC05X10qKT8kIm0KEkxpc3RBZ2VudHNSZXNwb25zZRIqCgZhZ2VudHMYASADKAsyGi5yYXB0b3JmbG93LmFnZW50LnYxLkFnZW50EhcKD25leHRfcGFnZV90b2tlbhgCIAEoCRISCgp0b3RhbF9zaXplGAMgASgFIpIBCgtQbGFubmVkU3RlcBINCgVhZ2VudBgBIAEoCRIwCgZzeXN0ZW0YAiABKA4yIC5yYXB0b3JmbG93LmFnZW50LnYxLkFnZW50U3lzdGVtEjIKCm1vZGVsX3RpZXIYAyABKA4yHi5yYXB0b3JmbG93LmFnZW50LnYxLk1vZGVsVGllchIOCgZyZWFzb24YBCABKAkixgEKDVJvdXRlRGVjaXNpb24SJQoGdGFyZ2V0GAEgASgOMhUucmFwdG9yZmxvdy52My5UYXJnZXQSKQoFc3RlcHMYAiADKAsyGi5yYXB0b3JmbG93LnYzLlBsYW5uZWRTdGVwEhIKCmNvbXBsZXhpdHkYAyABKAESEgoKY29uZmlkZW5jZRgEIAEoARIPCgdyZWFzb25zGAUgAygJEg4KBnJvdXRlchgGIAEoCRIaChJlc3RpbWF0ZWRfY29zdF91c2QYByABKAEi7QQKA1J1bhIRCgRuYW1lGAEgASgJQgPgQQgSDQoFaW5wdXQYAiABKAkSMAoFcm91dGUYAyABKAsyHC5yYXB0b3JmbG93LnYzLlJvdXRlRGVjaXNpb25CA+BBAxIsCgVzdGF0ZRgEIAEoDjIYLnJhcHRvcmZsb3cudjMuUnVuLlN0YXRlQgPgQQMSKgoFc3RlcHMYBSADKAsyFi5yYXB0b3JmbG93LnYzLlJ1blN0ZXBCA+BBAxIsCgZvdXRwdXQYBiABKAsyFy5nb29nbGUucHJvdG9idWYuU3RydWN0QgPgQQMSFAoHc3VtbWFyeRgHIAEoCUID4EEDEi4KBXVzYWdlGAggASgLMhoucmFwdG9yZmxvdy5hZ2VudC52MS5Vc2FnZUID4EEDEhIKBWVycm9yGAkgASgJQgPgQQMSNAoLY3JlYXRlX3RpbWUYCiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wQgPgQQMSNAoLdXBkYXRlX3RpbWUYCyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wQgPgQQMSEgoKcmVxdWVzdF9pZBgMIAEoCSKAAQoFU3RhdGUSFQoRU1RBVEVfVU5TUEVDSUZJRUQQABIRCg1TVEFURV9QRU5ESU5HEAESEQoNU1RBVEVfUlVOTklORxACEhMKD1NUQVRFX1NVQ0NFRURFRBADEhAKDFNUQVRFX0ZBSUxFRBAEEhMKD1NUQVRFX0NBTkNFTExFRBAFOi3qQSoKEXJhcHRvcmZsb3cuYWkvUnVuEgpydW5zL3tydW59KgRydW5zMgNydW4ikgIKB1J1blN0ZXASDQoFYWdlbnQYASABKAkSMAoGc3lzdGVtGAIgASgOMiAucmFwdG9yZmxvdy5hZ2VudC52MS5BZ2VudFN5c3RlbRInCgVzdGF0ZRgDIAEoDjIYLnJhcHRvcmZsb3cudjMuUnVuLlN0YXRlEjAKBnJlc3VsdBgEIAEoCzIgLnJhcHRvcmZsb3cuYWdlbnQudjEuQWdlbnRSZXN1bHQSDQoFZXJyb3IYBSABKAkSLgoKc3RhcnRfdGltZRgGIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLAoIZW5kX3RpbWUYByABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wIqwCCghSdW5FdmVudBIuCgZyb3V0ZWQYASABKAsyHC5yYXB0b3JmbG93LnYzLlJvdXRlRGVjaXNpb25IABIuCgxzdGVwX3N0YXJ0ZWQYAiABKAsyFi5yYXB0b3JmbG93LnYzLlJ1blN0ZXBIABI2Cg5wYXJ0aWFsX291dHB1dBgDIAEoCzIcLnJhcHRvcmZsb3cudjMuUGFydGlhbE91dHB1dEgAEi8KDXN0ZXBfZmluaXNoZWQYBCABKAsyFi5yYXB0b3JmbG93LnYzLlJ1blN0ZXBIABIhCgNydW4YBSABKAsyEi5yYXB0b3JmbG93LnYzLlJ1bkgAEisKCHByb2dyZXNzGAYgASgLMhcucmFwdG9yZmxvdy52My5Qcm9ncmVzc0gAQgcKBWV2ZW50Ii0KDVBhcnRpYWxPdXRwdXQSDQoFYWdlbnQYASABKAkSDQoFZGVsdGEYAiABKAkiRQoIUHJvZ3Jlc3MSCwoDcnVuGAEgASgJEhcKD2NvbXBsZXRlZF9zdGVwcxgCIAEoBRITCgt0b3RhbF9zdGVwcxgDIAEoBSJCChNHZXRSdW5TdGF0dXNSZXF1ZXN0EisKBnJ1bl9pZBgBIAEoCUIb4EECukgVchMyEV5bYS16MC05LV17MSw2NH0kIvEBCglSdW5TdGF0dXMSDgoGcnVuX2lkGAEgASgJEgwKBG5hbWUYAiABKAkSJwoFc3RhdGUYAyABKA4yGC5yYXB0b3JmbG93LnYzLlJ1bi5TdGF0ZRIXCg9jb21wbGV0ZWRfc3RlcHMYBCABKAUSEwoLdG90YWxfc3RlcHMYBSABKAUSDQoFZXJyb3IYBiABKAkSLwoLY3JlYXRlX3RpbWUYByABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEi8KC3VwZGF0ZV90aW1lGAggASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCJCChNHZXRSdW5SZXN1bHRSZXF1ZXN0EisKBnJ1bl9pZBgBIAEoCUIb4EECukgVchMyEV5bYS16MC05LV17MSw2NH0kIvMBCglSdW5SZXN1bHQSDgoGcnVuX2lkGAEgASgJEgwKBG5hbWUYAiABKAkSJwoFc3RhdGUYAyABKA4yGC5yYXB0b3JmbG93LnYzLlJ1bi5TdGF0ZRIrCgVyb3V0ZRgEIAEoCzIcLnJhcHRvcmZsb3cudjMuUm91dGVEZWNpc2lvbhInCgZvdXRwdXQYBSABKAsyFy5nb29nbGUucHJvdG9idWYuU3RydWN0Eg8KB3N1bW1hcnkYBiABKAkSKQoFdXNhZ2UYByABKAsyGi5yYXB0b3JmbG93LmFnZW50LnYxLlVzYWdlEg0KBWVycm9yGAggASgJIhgKFkdldENhcGFiaWxpdGllc1JlcXVlc3QigQEKDENhcGFiaWxpdGllcxIyCgdzeXN0ZW1zGAEgAygLMiEucmFwdG9yZmxvdy52My5TeXN0ZW1DYXBhYmlsaXRpZXMSLQoLcm91dGVfbW9kZXMYAiADKA4yGC5yYXB0b3JmbG93LnYzLlJvdXRlTW9kZRIOCgZyb3V0ZXIYAyABKAkilwEKElN5c3RlbUNhcGFiaWxpdGllcxIwCgZzeXN0ZW0YASABKA4yIC5yYXB0b3JmbG93LmFnZW50LnYxLkFnZW50U3lzdGVtEhMKC2FnZW50X2NvdW50GAIgASgFEjoKC2RlcGFydG1lbnRzGAMgAygLMiUucmFwdG9yZmxvdy52My5EZXBhcnRtZW50Q2FwYWJpbGl0aWVzIkEKFkRlcGFydG1lbnRDYXBhYmlsaXRpZXMSEgoKZGVwYXJ0bWVudBgBIAEoCRITCgthZ2VudF9jb3VudBgCIAEoBSJXChZCYXRjaENyZWF0ZVJ1bnNSZXF1ZXN0Ej0KCHJlcXVlc3RzGAEgAygLMh8ucmFwdG9yZmxvdy52My5DcmVhdGVSdW5SZXF1ZXN0Qgq6SAeSAQQIARAUIjsKF0JhdGNoQ3JlYXRlUnVuc1Jlc3BvbnNlEiAKBHJ1bnMYASADKAsyEi5yYXB0b3JmbG93LnYzLlJ1biJ/ChVDcmVhdGVGZWVkYmFja1JlcXVlc3QSMAoGcGFyZW50GAEgASgJQiDgQQK6SBpyGDIWXnJ1bnMvW2EtejAtOS1dezEsNjR9JBI0CghmZWVkYmFjaxgCIAEoCzIXLnJhcHRvcmZsb3cudjMuRmVlZGJhY2tCCeBBArpIA8gBASLaAQoIRmVlZGJhY2sSEQoEbmFtZRgBIAEoCUID4EEIEhkKBnJhdGluZxgCIAEoBUIJukgGGgQYBSgBEhkKB2NvbW1lbnQYAyABKAlCCLpIBXIDGKAfEjQKC2NyZWF0ZV90aW1lGAQgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcEID4EEDOk/qQUwKFnJhcHRvcmZsb3cuYWkvRmVlZGJhY2sSHnJ1bnMve3J1bn0vZmVlZGJhY2sve2ZlZWRiYWNrfSoIZmVlZGJhY2syCGZlZWRiYWNrKmQKCVJvdXRlTW9kZRIaChZST1VURV9NT0RFX1VOU1BFQ0lGSUVEEAASEQoNUk9VVEVfTU9ERV9WMRABEhEKDVJPVVRFX01PREVfVjIQAhIVChFST1VURV9NT0RFX0hZQlJJRBADKlEKBlRhcmdldBIWChJUQVJHRVRfVU5TUEVDSUZJRUQQABINCglUQVJHRVRfVjEQARINCglUQVJHRVRfVjIQAhIRCg1UQVJHRVRfSFlCUklEEAMylAsKE09yY2hlc3RyYXRvclNlcnZpY2UScgoJQ3JlYXRlUnVuEh8ucmFwdG9yZmxvdy52My5DcmVhdGVSdW5SZXF1ZXN0GhIucmFwdG9yZmxvdy52My5SdW4iMKK7GAMIyQGC0+STAiM6ASpaFDoBKiIPL2FwaS92My9leGVjdXRlIggvdjMvcnVucxJjCglTdHJlYW1SdW4SHy5yYXB0b3JmbG93LnYzLkNyZWF0ZVJ1blJlcXVlc3QaFy5yYXB0b3JmbG93LnYzLlJ1bkV2ZW50IhqC0+STAhQ6ASoiDy92My9ydW5zOnN0cmVhbTABEmQKCFdhdGNoUnVuEhwucmFwdG9yZmxvdy52My5HZXRSdW5SZXF1ZXN0GhcucmFwdG9yZmxvdy52My5SdW5FdmVudCIfgtPkkwIZEhcvdjMve25hbWU9cnVucy8qfTp3YXRjaDABElUKBkdldFJ1bhIcLnJhcHRvcmZsb3cudjMuR2V0UnVuUmVxdWVzdBoSLnJhcHRvcmZsb3cudjMuUnVuIhmC0+STAhMSES92My97bmFtZT1ydW5zLyp9El0KCExpc3RSdW5zEh4ucmFwdG9yZmxvdy52My5MaXN0UnVuc1JlcXVlc3QaHy5yYXB0b3JmbG93LnYzLkxpc3RSdW5zUmVzcG9uc2UiEILT5JMCChIIL3YzL3J1bnMSbwoMRXhwbGFpblJvdXRlEiIucmFwdG9yZmxvdy52My5FeHBsYWluUm91dGVSZXF1ZXN0GhwucmFwdG9yZmxvdy52My5Sb3V0ZURlY2lzaW9uIh2C0+STAhc6ASoiEi92My9yb3V0ZXM6ZXhwbGFpbhJ3CgpMaXN0QWdlbnRzEiAucmFwdG9yZmxvdy52My5MaXN0QWdlbnRzUmVxdWVzdBohLnJhcHRvcmZsb3cudjMuTGlzdEFnZW50c1Jlc3BvbnNlIiSC0+STAh5aEBIOL2FwaS92My9hZ2VudHMSCi92My9hZ2VudHMSbQoMR2V0UnVuU3RhdHVzEiIucmFwdG9yZmxvdy52My5HZXRSdW5TdGF0dXNSZXF1ZXN0GhgucmFwdG9yZmxvdy52My5SdW5TdGF0dXMiH4LT5JMCGRIXL2FwaS92My9zdGF0dXMve3J1bl9pZH0SbQoMR2V0UnVuUmVzdWx0EiIucmFwdG9yZmxvdy52My5HZXRSdW5SZXN1bHRSZXF1ZXN0GhgucmFwdG9yZmxvdy52My5SdW5SZXN1bHQiH4LT5JMCGRIXL2FwaS92My9yZXN1bHQve3J1bl9pZH0ShwEKD0dldENhcGFiaWxpdGllcxIlLnJhcHRvcmZsb3cudjMuR2V0Q2FwYWJpbGl0aWVzUmVxdWVzdBobLnJhcHRvcmZsb3cudjMuQ2FwYWJpbGl0aWVzIjCC0+STAipaFhIUL2FwaS92My9jYXBhYmlsaXRpZXMSEC92My9jYXBhYmlsaXRpZXMSlQEKD0JhdGNoQ3JlYXRlUnVucxIlLnJhcHRvcmZsb3cudjMuQmF0Y2hDcmVhdGVSdW5zUmVxdWVzdBomLnJhcHRvcmZsb3cudjMuQmF0Y2hDcmVhdGVSdW5zUmVzcG9uc2UiM4LT5JMCLToBKloSOgEqIg0vYXBpL3YzL2JhdGNoIhQvdjMvcnVuczpiYXRjaENyZWF0ZRKdAQoOQ3JlYXRlRmVlZGJhY2sSJC5yYXB0b3JmbG93LnYzLkNyZWF0ZUZlZWRiYWNrUmVxdWVzdBoXLnJhcHRvcmZsb3cudjMuRmVlZGJhY2siTKK7GAMIyQGC0+STAj86CGZlZWRiYWNrWhU6ASoiEC9hcGkvdjMvZmVlZGJhY2siHC92My97cGFyZW50PXJ1bnMvKn0vZmVlZGJhY2tiBnByb3RvMw", [file_buf_validate_validate, file_google_api_annotations, file_google_api_field_behavior, file_google_api_resource, file_google_protobuf_struct, file_google_protobuf_timestamp, file_raptorflow_agent_v1_agent, file_raptorflow_api_v1_annotations]);
+  fileDesc("CiByYXB0b3JmbG93L3YzL29yY2hlc3RyYXRvci5wcm90bxINcmFwdG9yZmxvdy52MyKpAgoQQ3JlYXRlUnVuUmVxdWVzdBIdCgVpbnB1dBgBIAEoCUIO4EECukgIcgYQARignAESMAoEbW9kZRgCIAEoDjIYLnJhcHRvcmZsb3cudjMuUm91dGVNb2RlQgi6SAWCAQIQARI7CgZhZ2VudHMYAyADKAlCK7pIKJIBJRAQIiFyHzIdXmFnZW50cy9bYS16XVthLXowLTlfXXswLDYzfSQSKwoKcGFyYW1ldGVycxgEIAEoCzIXLmdvb2dsZS5wcm90b2J1Zi5TdHJ1Y3QSMAoKcmVxdWVzdF9pZBgFIAEoCUIcukgZchcYQDITXihbQS1aYS16MC05Xy1dKyk/JBIoCgZidWRnZXQYBiABKAsyGC5yYXB0b3JmbG93LnYzLlJ1bkJ1ZGdldCJOCglSdW5CdWRnZXQSGwoKbWF4X3Rva2VucxgBIAEoA0IHukgEIgIoABIkCgxtYXhfY29zdF91c2QYAiABKAFCDrpICxIJKQAAAAAAAAAAIj8KDUdldFJ1blJlcXVlc3QSLgoEbmFtZRgBIAEoCUIg4EECukgachgyFl5ydW5zL1thLXowLTktXXsxLDY0fSQiTgoPTGlzdFJ1bnNSZXF1ZXN0Eh0KCXBhZ2Vfc2l6ZRgBIAEoBUIKukgHGgUY6AcoABIcCgpwYWdlX3Rva2VuGAIgASgJQgi6SAVyAxiABCJNChBMaXN0UnVuc1Jlc3BvbnNlEiAKBHJ1bnMYASADKAsyEi5yYXB0b3JmbG93LnYzLlJ1bhIXCg9uZXh0X3BhZ2VfdG9rZW4YAiABKAkiowEKE0V4cGxhaW5Sb3V0ZVJlcXVlc3QSHQoFaW5wdXQYASABKAlCDuBBArpICHIGEAEYoJwBEjAKBG1vZGUYAiABKA4yGC5yYXB0b3JmbG93LnYzLlJvdXRlTW9kZUIIukgFggECEAESOwoGYWdlbnRzGAMgAygJQiu6SCiSASUQECIhch8yHV5hZ2VudHMvW2Etel1bYS16MC05X117MCw2M30kIr8BChFMaXN0QWdlbnRzUmVxdWVzdBIdCglwYWdlX3NpemUYASABKAVCCrpIBxoFGOgHKAASHAoKcGFnZV90b2tlbhgCIAEoCUIIukgFcgMYgAQSOgoGc3lzdGVtGAMgASgOMiAucmFwdG9yZmxvdy5hZ2VudC52MS5BZ2VudFN5c3RlbUIIukgFggECEAESMQoKZGVwYXJ0bWVudBgEIAEoCUIdukgachgYQDIUXihbYS16XVthLXowLTlfXSopPyQibQoSTGlzdEFnZW50c1Jlc3BvbnNlEioKBmFnZW50cxgBIAMoCzIaLnJhcHRvcmZsb3cuYWdlbnQudjEuQWdlbnQSFwoPbmV4dF9wYWdlX3Rva2VuGAIgASgJEhIKCnRvdGFsX3NpemUYAyABKAUikgEKC1BsYW5uZWRTdGVwEg0KBWFnZW50GAEgASgJEjAKBnN5c3RlbRgCIAEoDjIgLnJhcHRvcmZsb3cuYWdlbnQudjEuQWdlbnRTeXN0ZW0SMgoKbW9kZWxfdGllchgDIAEoDjIeLnJhcHRvcmZsb3cuYWdlbnQudjEuTW9kZWxUaWVyEg4KBnJlYXNvbhgEIAEoCSLGAQoNUm91dGVEZWNpc2lvbhIlCgZ0YXJnZXQYASABKA4yFS5yYXB0b3JmbG93LnYzLlRhcmdldBIpCgVzdGVwcxgCIAMoCzIaLnJhcHRvcmZsb3cudjMuUGxhbm5lZFN0ZXASEgoKY29tcGxleGl0eRgDIAEoARISCgpjb25maWRlbmNlGAQgASgBEg8KB3JlYXNvbnMYBSADKAkSDgoGcm91dGVyGAYgASgJEhoKEmVzdGltYXRlZF9jb3N0X3VzZBgHIAEoASKIBQoDUnVuEhEKBG5hbWUYASABKAlCA+BBCBINCgVpbnB1dBgCIAEoCRIwCgVyb3V0ZRgDIAEoCzIcLnJhcHRvcmZsb3cudjMuUm91dGVEZWNpc2lvbkID4EEDEiwKBXN0YXRlGAQgASgOMhgucmFwdG9yZmxvdy52My5SdW4uU3RhdGVCA+BBAxIqCgVzdGVwcxgFIAMoCzIWLnJhcHRvcmZsb3cudjMuUnVuU3RlcEID4EEDEiwKBm91dHB1dBgGIAEoCzIXLmdvb2dsZS5wcm90b2J1Zi5TdHJ1Y3RCA+BBAxIUCgdzdW1tYXJ5GAcgASgJQgPgQQMSLgoFdXNhZ2UYCCABKAsyGi5yYXB0b3JmbG93LmFnZW50LnYxLlVzYWdlQgPgQQMSEgoFZXJyb3IYCSABKAlCA+BBAxI0CgtjcmVhdGVfdGltZRgKIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXBCA+BBAxI0Cgt1cGRhdGVfdGltZRgLIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXBCA+BBAxISCgpyZXF1ZXN0X2lkGAwgASgJIpsBCgVTdGF0ZRIVChFTVEFURV9VTlNQRUNJRklFRBAAEhEKDVNUQVRFX1BFTkRJTkcQARIRCg1TVEFURV9SVU5OSU5HEAISEwoPU1RBVEVfU1VDQ0VFREVEEAMSEAoMU1RBVEVfRkFJTEVEEAQSEwoPU1RBVEVfQ0FOQ0VMTEVEEAUSGQoVU1RBVEVfQlVER0VUX0VYQ0VFREVEEAY6LepBKgoRcmFwdG9yZmxvdy5haS9SdW4SCnJ1bnMve3J1bn0qBHJ1bnMyA3J1biKSAgoHUnVuU3RlcBINCgVhZ2VudBgBIAEoCRIwCgZzeXN0ZW0YAiABKA4yIC5yYXB0b3JmbG93LmFnZW50LnYxLkFnZW50U3lzdGVtEicKBXN0YXRlGAMgASgOMhgucmFwdG9yZmxvdy52My5SdW4uU3RhdGUSMAoGcmVzdWx0GAQgASgLMiAucmFwdG9yZmxvdy5hZ2VudC52MS5BZ2VudFJlc3VsdBINCgVlcnJvchgFIAEoCRIuCgpzdGFydF90aW1lGAYgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIsCghlbmRfdGltZRgHIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAirAIKCFJ1bkV2ZW50Ei4KBnJvdXRlZBgBIAEoCzIcLnJhcHRvcmZsb3cudjMuUm91dGVEZWNpc2lvbkgAEi4KDHN0ZXBfc3RhcnRlZBgCIAEoCzIWLnJhcHRvcmZsb3cudjMuUnVuU3RlcEgAEjYKDnBhcnRpYWxfb3V0cHV0GAMgASgLMhwucmFwdG9yZmxvdy52My5QYXJ0aWFsT3V0cHV0SAASLwoNc3RlcF9maW5pc2hlZBgEIAEoCzIWLnJhcHRvcmZsb3cudjMuUnVuU3RlcEgAEiEKA3J1bhgFIAEoCzISLnJhcHRvcmZsb3cudjMuUnVuSAASKwoIcHJvZ3Jlc3MYBiABKAsyFy5yYXB0b3JmbG93LnYzLlByb2dyZXNzSABCBwoFZXZlbnQiLQoNUGFydGlhbE91dHB1dBINCgVhZ2VudBgBIAEoCRINCgVkZWx0YRgCIAEoCSJFCghQcm9ncmVzcxILCgNydW4YASABKAkSFwoPY29tcGxldGVkX3N0ZXBzGAIgASgFEhMKC3RvdGFsX3N0ZXBzGAMgASgFIkIKE0dldFJ1blN0YXR1c1JlcXVlc3QSKwoGcnVuX2lkGAEgASgJQhvgQQK6SBVyEzIRXlthLXowLTktXXsxLDY0fSQi8QEKCVJ1blN0YXR1cxIOCgZydW5faWQYASABKAkSDAoEbmFtZRgCIAEoCRInCgVzdGF0ZRgDIAEoDjIYLnJhcHRvcmZsb3cudjMuUnVuLlN0YXRlEhcKD2NvbXBsZXRlZF9zdGVwcxgEIAEoBRITCgt0b3RhbF9zdGVwcxgFIAEoBRINCgVlcnJvchgGIAEoCRIvCgtjcmVhdGVfdGltZRgHIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLwoLdXBkYXRlX3RpbWUYCCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wIkIKE0dldFJ1blJlc3VsdFJlcXVlc3QSKwoGcnVuX2lkGAEgASgJQhvgQQK6SBVyEzIRXlthLXowLTktXXsxLDY0fSQi8wEKCVJ1blJlc3VsdBIOCgZydW5faWQYASABKAkSDAoEbmFtZRgCIAEoCRInCgVzdGF0ZRgDIAEoDjIYLnJhcHRvcmZsb3cudjMuUnVuLlN0YXRlEisKBXJvdXRlGAQgASgLMhwucmFwdG9yZmxvdy52My5Sb3V0ZURlY2lzaW9uEicKBm91dHB1dBgFIAEoCzIXLmdvb2dsZS5wcm90b2J1Zi5TdHJ1Y3QSDwoHc3VtbWFyeRgGIAEoCRIpCgV1c2FnZRgHIAEoCzIaLnJhcHRvcmZsb3cuYWdlbnQudjEuVXNhZ2USDQoFZXJyb3IYCCABKAkiGAoWR2V0Q2FwYWJpbGl0aWVzUmVxdWVzdCKBAQoMQ2FwYWJpbGl0aWVzEjIKB3N5c3RlbXMYASADKAsyIS5yYXB0b3JmbG93LnYzLlN5c3RlbUNhcGFiaWxpdGllcxItCgtyb3V0ZV9tb2RlcxgCIAMoDjIYLnJhcHRvcmZsb3cudjMuUm91dGVNb2RlEg4KBnJvdXRlchgDIAEoCSKXAQoSU3lzdGVtQ2FwYWJpbGl0aWVzEjAKBnN5c3RlbRgBIAEoDjIgLnJhcHRvcmZsb3cuYWdlbnQudjEuQWdlbnRTeXN0ZW0SEwoLYWdlbnRfY291bnQYAiABKAUSOgoLZGVwYXJ0bWVudHMYAyADKAsyJS5yYXB0b3JmbG93LnYzLkRlcGFydG1lbnRDYXBhYmlsaXRpZXMiQQoWRGVwYXJ0bWVudENhcGFiaWxpdGllcxISCgpkZXBhcnRtZW50GAEgASgJEhMKC2FnZW50X2NvdW50GAIgASgFIlcKFkJhdGNoQ3JlYXRlUnVuc1JlcXVlc3QSPQoIcmVxdWVzdHMYASADKAsyHy5yYXB0b3JmbG93LnYzLkNyZWF0ZVJ1blJlcXVlc3RCCrpIB5IBBAgBEBQiOwoXQmF0Y2hDcmVhdGVSdW5zUmVzcG9uc2USIAoEcnVucxgBIAMoCzISLnJhcHRvcmZsb3cudjMuUnVuIn8KFUNyZWF0ZUZlZWRiYWNrUmVxdWVzdBIwCgZwYXJlbnQYASABKAlCIOBBArpIGnIYMhZecnVucy9bYS16MC05LV17MSw2NH0kEjQKCGZlZWRiYWNrGAIgASgLMhcucmFwdG9yZmxvdy52My5GZWVkYmFja0IJ4EECukgDyAEBItoBCghGZWVkYmFjaxIRCgRuYW1lGAEgASgJQgPgQQgSGQoGcmF0aW5nGAIgASgFQgm6SAYaBBgFKAESGQoHY29tbWVudBgDIAEoCUIIukgFcgMYoB8SNAoLY3JlYXRlX3RpbWUYBCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wQgPgQQM6T+pBTAoWcmFwdG9yZmxvdy5haS9GZWVkYmFjaxIecnVucy97cnVufS9mZWVkYmFjay97ZmVlZGJhY2t9KghmZWVkYmFjazIIZmVlZGJhY2sqZAoJUm91dGVNb2RlEhoKFlJPVVRFX01PREVfVU5TUEVDSUZJRUQQABIRCg1ST1VURV9NT0RFX1YxEAESEQoNUk9VVEVfTU9ERV9WMhACEhUKEVJPVVRFX01PREVfSFlCUklEEAMqUQoGVGFyZ2V0EhYKElRBUkdFVF9VTlNQRUNJRklFRBAAEg0KCVRBUkdFVF9WMRABEg0KCVRBUkdFVF9WMhACEhEKDVRBUkdFVF9IWUJSSUQQAzKUCwoTT3JjaGVzdHJhdG9yU2VydmljZRJyCglDcmVhdGVSdW4SHy5yYXB0b3JmbG93LnYzLkNyZWF0ZVJ1blJlcXVlc3QaEi5yYXB0b3JmbG93LnYzLlJ1biIworsYAwjJAYLT5JMCIzoBKloUOgEqIg8vYXBpL3YzL2V4ZWN1dGUiCC92My9ydW5zEmMKCVN0cmVhbVJ1bhIfLnJhcHRvcmZsb3cudjMuQ3JlYXRlUnVuUmVxdWVzdBoXLnJhcHRvcmZsb3cudjMuUnVuRXZlbnQiGoLT5JMCFDoBKiIPL3YzL3J1bnM6c3RyZWFtMAESZAoIV2F0Y2hSdW4SHC5yYXB0b3JmbG93LnYzLkdldFJ1blJlcXVlc3QaFy5yYXB0b3JmbG93LnYzLlJ1bkV2ZW50Ih+C0+STAhkSFy92My97bmFtZT1ydW5zLyp9OndhdGNoMAESVQoGR2V0UnVuEhwucmFwdG9yZmxvdy52My5HZXRSdW5SZXF1ZXN0GhIucmFwdG9yZmxvdy52My5SdW4iGYLT5JMCExIRL3YzL3tuYW1lPXJ1bnMvKn0SXQoITGlzdFJ1bnMSHi5yYXB0b3JmbG93LnYzLkxpc3RSdW5zUmVxdWVzdBofLnJhcHRvcmZsb3cudjMuTGlzdFJ1bnNSZXNwb25zZSIQgtPkkwIKEggvdjMvcnVucxJvCgxFeHBsYWluUm91dGUSIi5yYXB0b3JmbG93LnYzLkV4cGxhaW5Sb3V0ZVJlcXVlc3QaHC5yYXB0b3JmbG93LnYzLlJvdXRlRGVjaXNpb24iHYLT5JMCFzoBKiISL3YzL3JvdXRlczpleHBsYWluEncKCkxpc3RBZ2VudHMSIC5yYXB0b3JmbG93LnYzLkxpc3RBZ2VudHNSZXF1ZXN0GiEucmFwdG9yZmxvdy52My5MaXN0QWdlbnRzUmVzcG9uc2UiJILT5JMCHloQEg4vYXBpL3YzL2FnZW50cxIKL3YzL2FnZW50cxJtCgxHZXRSdW5TdGF0dXMSIi5yYXB0b3JmbG93LnYzLkdldFJ1blN0YXR1c1JlcXVlc3QaGC5yYXB0b3JmbG93LnYzLlJ1blN0YXR1cyIfgtPkkwIZEhcvYXBpL3YzL3N0YXR1cy97cnVuX2lkfRJtCgxHZXRSdW5SZXN1bHQSIi5yYXB0b3JmbG93LnYzLkdldFJ1blJlc3VsdFJlcXVlc3QaGC5yYXB0b3JmbG93LnYzLlJ1blJlc3VsdCIfgtPkkwIZEhcvYXBpL3YzL3Jlc3VsdC97cnVuX2lkfRKHAQoPR2V0Q2FwYWJpbGl0aWVzEiUucmFwdG9yZmxvdy52My5HZXRDYXBhYmlsaXRpZXNSZXF1ZXN0GhsucmFwdG9yZmxvdy52My5DYXBhYmlsaXRpZXMiMILT5JMCKloWEhQvYXBpL3YzL2NhcGFiaWxpdGllcxIQL3YzL2NhcGFiaWxpdGllcxKVAQoPQmF0Y2hDcmVhdGVSdW5zEiUucmFwdG9yZmxvdy52My5CYXRjaENyZWF0ZVJ1bnNSZXF1ZXN0GiYucmFwdG9yZmxvdy52My5CYXRjaENyZWF0ZVJ1bnNSZXNwb25zZSIzgtPkkwItOgEqWhI6ASoiDS9hcGkvdjMvYmF0Y2giFC92My9ydW5zOmJhdGNoQ3JlYXRlEp0BCg5DcmVhdGVGZWVkYmFjaxIkLnJhcHRvcmZsb3cudjMuQ3JlYXRlRmVlZGJhY2tSZXF1ZXN0GhcucmFwdG9yZmxvdy52My5GZWVkYmFjayJMorsYAwjJAYLT5JMCPzoIZmVlZGJhY2taFToBKiIQL2FwaS92My9mZWVkYmFjayIcL3YzL3twYXJlbnQ9cnVucy8qfS9mZWVkYmFja2IGcHJvdG8z", [file_buf_validate_validate, file_google_api_annotations, file_google_api_field_behavior, file_google_api_resource, file_google_protobuf_struct, file_google_protobuf_timestamp, file_raptorflow_agent_v1_agent, file_raptorflow_api_v1_annotations]);
 
 /**
  * CreateRunRequest is the request of CreateRun and StreamRun.
@@ -63,6 +63,14 @@ export type CreateRunRequest = Message<"raptorflow.v3.CreateRunRequest"> & {
    * @generated from field: string request_id = 5;
    */
   requestId: string;
+
+  /**
+   * Limits on what the run may consume; the run stops with
+   * STATE_BUDGET_EXCEEDED when a step takes it past one.
+   *
+   * @generated from field: raptorflow.v3.RunBudget budget = 6;
+   */
+  budget?: RunBudget | undefined;
 };
 
 /**
@@ -71,6 +79,34 @@ export type CreateRunRequest = Message<"raptorflow.v3.CreateRunRequest"> & {
  */
 export const CreateRunRequestSchema: GenMessage<CreateRunRequest> = /*@__PURE__*/
   messageDesc(file_raptorflow_v3_orchestrator, 0);
+
+/**
+ * RunBudget limits what a run may consume. Zero means no limit.
+ *
+ * @generated from message raptorflow.v3.RunBudget
+ */
+export type RunBudget = Message<"raptorflow.v3.RunBudget"> & {
+  /**
+   * The most tokens (in and out, over every model call).
+   *
+   * @generated from field: int64 max_tokens = 1;
+   */
+  maxTokens: bigint;
+
+  /**
+   * The most cost in US dollars, from the models' price table.
+   *
+   * @generated from field: double max_cost_usd = 2;
+   */
+  maxCostUsd: number;
+};
+
+/**
+ * Describes the message raptorflow.v3.RunBudget.
+ * Use `create(RunBudgetSchema)` to create a new message.
+ */
+export const RunBudgetSchema: GenMessage<RunBudget> = /*@__PURE__*/
+  messageDesc(file_raptorflow_v3_orchestrator, 1);
 
 /**
  * GetRunRequest is the request of GetRun.
@@ -91,7 +127,7 @@ export type GetRunRequest = Message<"raptorflow.v3.GetRunRequest"> & {
  * Use `create(GetRunRequestSchema)` to create a new message.
  */
 export const GetRunRequestSchema: GenMessage<GetRunRequest> = /*@__PURE__*/
-  messageDesc(file_raptorflow_v3_orchestrator, 1);
+  messageDesc(file_raptorflow_v3_orchestrator, 2);
 
 /**
  * ListRunsRequest is the request of ListRuns.
@@ -119,7 +155,7 @@ export type ListRunsRequest = Message<"raptorflow.v3.ListRunsRequest"> & {
  * Use `create(ListRunsRequestSchema)` to create a new message.
  */
 export const ListRunsRequestSchema: GenMessage<ListRunsRequest> = /*@__PURE__*/
-  messageDesc(file_raptorflow_v3_orchestrator, 2);
+  messageDesc(file_raptorflow_v3_orchestrator, 3);
 
 /**
  * ListRunsResponse is the response of ListRuns.
@@ -147,7 +183,7 @@ export type ListRunsResponse = Message<"raptorflow.v3.ListRunsResponse"> & {
  * Use `create(ListRunsResponseSchema)` to create a new message.
  */
 export const ListRunsResponseSchema: GenMessage<ListRunsResponse> = /*@__PURE__*/
-  messageDesc(file_raptorflow_v3_orchestrator, 3);
+  messageDesc(file_raptorflow_v3_orchestrator, 4);
 
 /**
  * ExplainRouteRequest is the request of ExplainRoute.
@@ -182,7 +218,7 @@ export type ExplainRouteRequest = Message<"raptorflow.v3.ExplainRouteRequest"> &
  * Use `create(ExplainRouteRequestSchema)` to create a new message.
  */
 export const ExplainRouteRequestSchema: GenMessage<ExplainRouteRequest> = /*@__PURE__*/
-  messageDesc(file_raptorflow_v3_orchestrator, 4);
+  messageDesc(file_raptorflow_v3_orchestrator, 5);
 
 /**
  * ListAgentsRequest is the request of OrchestratorService.ListAgents.
@@ -224,7 +260,7 @@ export type ListAgentsRequest = Message<"raptorflow.v3.ListAgentsRequest"> & {
  * Use `create(ListAgentsRequestSchema)` to create a new message.
  */
 export const ListAgentsRequestSchema: GenMessage<ListAgentsRequest> = /*@__PURE__*/
-  messageDesc(file_raptorflow_v3_orchestrator, 5);
+  messageDesc(file_raptorflow_v3_orchestrator, 6);
 
 /**
  * ListAgentsResponse is the response of OrchestratorService.ListAgents.
@@ -259,7 +295,7 @@ export type ListAgentsResponse = Message<"raptorflow.v3.ListAgentsResponse"> & {
  * Use `create(ListAgentsResponseSchema)` to create a new message.
  */
 export const ListAgentsResponseSchema: GenMessage<ListAgentsResponse> = /*@__PURE__*/
-  messageDesc(file_raptorflow_v3_orchestrator, 6);
+  messageDesc(file_raptorflow_v3_orchestrator, 7);
 
 /**
  * PlannedStep is one agent of a route's plan.
@@ -301,7 +337,7 @@ export type PlannedStep = Message<"raptorflow.v3.PlannedStep"> & {
  * Use `create(PlannedStepSchema)` to create a new message.
  */
 export const PlannedStepSchema: GenMessage<PlannedStep> = /*@__PURE__*/
-  messageDesc(file_raptorflow_v3_orchestrator, 7);
+  messageDesc(file_raptorflow_v3_orchestrator, 8);
 
 /**
  * RouteDecision says where a request goes and why.
@@ -364,7 +400,7 @@ export type RouteDecision = Message<"raptorflow.v3.RouteDecision"> & {
  * Use `create(RouteDecisionSchema)` to create a new message.
  */
 export const RouteDecisionSchema: GenMessage<RouteDecision> = /*@__PURE__*/
-  messageDesc(file_raptorflow_v3_orchestrator, 8);
+  messageDesc(file_raptorflow_v3_orchestrator, 9);
 
 /**
  * Run is one request through the orchestrator and everything it produced.
@@ -462,7 +498,7 @@ export type Run = Message<"raptorflow.v3.Run"> & {
  * Use `create(RunSchema)` to create a new message.
  */
 export const RunSchema: GenMessage<Run> = /*@__PURE__*/
-  messageDesc(file_raptorflow_v3_orchestrator, 9);
+  messageDesc(file_raptorflow_v3_orchestrator, 10);
 
 /**
  * State is where a run is in its life.
@@ -511,13 +547,20 @@ export enum Run_State {
    * @generated from enum value: STATE_CANCELLED = 5;
    */
   CANCELLED = 5,
+
+  /**
+   * The run stopped because it went past its budget; `error` says which.
+   *
+   * @generated from enum value: STATE_BUDGET_EXCEEDED = 6;
+   */
+  BUDGET_EXCEEDED = 6,
 }
 
 /**
  * Describes the enum raptorflow.v3.Run.State.
  */
 export const Run_StateSchema: GenEnum<Run_State> = /*@__PURE__*/
-  enumDesc(file_raptorflow_v3_orchestrator, 9, 0);
+  enumDesc(file_raptorflow_v3_orchestrator, 10, 0);
 
 /**
  * RunStep is one agent call of a run.
@@ -580,7 +623,7 @@ export type RunStep = Message<"raptorflow.v3.RunStep"> & {
  * Use `create(RunStepSchema)` to create a new message.
  */
 export const RunStepSchema: GenMessage<RunStep> = /*@__PURE__*/
-  messageDesc(file_raptorflow_v3_orchestrator, 10);
+  messageDesc(file_raptorflow_v3_orchestrator, 11);
 
 /**
  * RunEvent is one event of StreamRun.
@@ -649,7 +692,7 @@ export type RunEvent = Message<"raptorflow.v3.RunEvent"> & {
  * Use `create(RunEventSchema)` to create a new message.
  */
 export const RunEventSchema: GenMessage<RunEvent> = /*@__PURE__*/
-  messageDesc(file_raptorflow_v3_orchestrator, 11);
+  messageDesc(file_raptorflow_v3_orchestrator, 12);
 
 /**
  * PartialOutput is a piece of a running step's output text.
@@ -677,7 +720,7 @@ export type PartialOutput = Message<"raptorflow.v3.PartialOutput"> & {
  * Use `create(PartialOutputSchema)` to create a new message.
  */
 export const PartialOutputSchema: GenMessage<PartialOutput> = /*@__PURE__*/
-  messageDesc(file_raptorflow_v3_orchestrator, 12);
+  messageDesc(file_raptorflow_v3_orchestrator, 13);
 
 /**
  * Progress reports how far a run has got.
@@ -712,7 +755,7 @@ export type Progress = Message<"raptorflow.v3.Progress"> & {
  * Use `create(ProgressSchema)` to create a new message.
  */
 export const ProgressSchema: GenMessage<Progress> = /*@__PURE__*/
-  messageDesc(file_raptorflow_v3_orchestrator, 13);
+  messageDesc(file_raptorflow_v3_orchestrator, 14);
 
 /**
  * GetRunStatusRequest is the request of GetRunStatus.
@@ -733,7 +776,7 @@ export type GetRunStatusRequest = Message<"raptorflow.v3.GetRunStatusRequest"> &
  * Use `create(GetRunStatusRequestSchema)` to create a new message.
  */
 export const GetRunStatusRequestSchema: GenMessage<GetRunStatusRequest> = /*@__PURE__*/
-  messageDesc(file_raptorflow_v3_orchestrator, 14);
+  messageDesc(file_raptorflow_v3_orchestrator, 15);
 
 /**
  * RunStatus is where a run is.
@@ -803,7 +846,7 @@ export type RunStatus = Message<"raptorflow.v3.RunStatus"> & {
  * Use `create(RunStatusSchema)` to create a new message.
  */
 export const RunStatusSchema: GenMessage<RunStatus> = /*@__PURE__*/
-  messageDesc(file_raptorflow_v3_orchestrator, 15);
+  messageDesc(file_raptorflow_v3_orchestrator, 16);
 
 /**
  * GetRunResultRequest is the request of GetRunResult.
@@ -824,7 +867,7 @@ export type GetRunResultRequest = Message<"raptorflow.v3.GetRunResultRequest"> &
  * Use `create(GetRunResultRequestSchema)` to create a new message.
  */
 export const GetRunResultRequestSchema: GenMessage<GetRunResultRequest> = /*@__PURE__*/
-  messageDesc(file_raptorflow_v3_orchestrator, 16);
+  messageDesc(file_raptorflow_v3_orchestrator, 17);
 
 /**
  * RunResult is a run's outcome.
@@ -894,7 +937,7 @@ export type RunResult = Message<"raptorflow.v3.RunResult"> & {
  * Use `create(RunResultSchema)` to create a new message.
  */
 export const RunResultSchema: GenMessage<RunResult> = /*@__PURE__*/
-  messageDesc(file_raptorflow_v3_orchestrator, 17);
+  messageDesc(file_raptorflow_v3_orchestrator, 18);
 
 /**
  * GetCapabilitiesRequest is the request of GetCapabilities.
@@ -909,7 +952,7 @@ export type GetCapabilitiesRequest = Message<"raptorflow.v3.GetCapabilitiesReque
  * Use `create(GetCapabilitiesRequestSchema)` to create a new message.
  */
 export const GetCapabilitiesRequestSchema: GenMessage<GetCapabilitiesRequest> = /*@__PURE__*/
-  messageDesc(file_raptorflow_v3_orchestrator, 18);
+  messageDesc(file_raptorflow_v3_orchestrator, 19);
 
 /**
  * Capabilities describes what the orchestrator can do.
@@ -944,7 +987,7 @@ export type Capabilities = Message<"raptorflow.v3.Capabilities"> & {
  * Use `create(CapabilitiesSchema)` to create a new message.
  */
 export const CapabilitiesSchema: GenMessage<Capabilities> = /*@__PURE__*/
-  messageDesc(file_raptorflow_v3_orchestrator, 19);
+  messageDesc(file_raptorflow_v3_orchestrator, 20);
 
 /**
  * SystemCapabilities describes one agent system.
@@ -979,7 +1022,7 @@ export type SystemCapabilities = Message<"raptorflow.v3.SystemCapabilities"> & {
  * Use `create(SystemCapabilitiesSchema)` to create a new message.
  */
 export const SystemCapabilitiesSchema: GenMessage<SystemCapabilities> = /*@__PURE__*/
-  messageDesc(file_raptorflow_v3_orchestrator, 20);
+  messageDesc(file_raptorflow_v3_orchestrator, 21);
 
 /**
  * DepartmentCapabilities is one department of a system.
@@ -1007,7 +1050,7 @@ export type DepartmentCapabilities = Message<"raptorflow.v3.DepartmentCapabiliti
  * Use `create(DepartmentCapabilitiesSchema)` to create a new message.
  */
 export const DepartmentCapabilitiesSchema: GenMessage<DepartmentCapabilities> = /*@__PURE__*/
-  messageDesc(file_raptorflow_v3_orchestrator, 21);
+  messageDesc(file_raptorflow_v3_orchestrator, 22);
 
 /**
  * BatchCreateRunsRequest is the request of BatchCreateRuns.
@@ -1028,7 +1071,7 @@ export type BatchCreateRunsRequest = Message<"raptorflow.v3.BatchCreateRunsReque
  * Use `create(BatchCreateRunsRequestSchema)` to create a new message.
  */
 export const BatchCreateRunsRequestSchema: GenMessage<BatchCreateRunsRequest> = /*@__PURE__*/
-  messageDesc(file_raptorflow_v3_orchestrator, 22);
+  messageDesc(file_raptorflow_v3_orchestrator, 23);
 
 /**
  * BatchCreateRunsResponse is the response of BatchCreateRuns.
@@ -1049,7 +1092,7 @@ export type BatchCreateRunsResponse = Message<"raptorflow.v3.BatchCreateRunsResp
  * Use `create(BatchCreateRunsResponseSchema)` to create a new message.
  */
 export const BatchCreateRunsResponseSchema: GenMessage<BatchCreateRunsResponse> = /*@__PURE__*/
-  messageDesc(file_raptorflow_v3_orchestrator, 23);
+  messageDesc(file_raptorflow_v3_orchestrator, 24);
 
 /**
  * CreateFeedbackRequest is the request of CreateFeedback.
@@ -1077,7 +1120,7 @@ export type CreateFeedbackRequest = Message<"raptorflow.v3.CreateFeedbackRequest
  * Use `create(CreateFeedbackRequestSchema)` to create a new message.
  */
 export const CreateFeedbackRequestSchema: GenMessage<CreateFeedbackRequest> = /*@__PURE__*/
-  messageDesc(file_raptorflow_v3_orchestrator, 24);
+  messageDesc(file_raptorflow_v3_orchestrator, 25);
 
 /**
  * Feedback is a user's rating of a run.
@@ -1119,7 +1162,7 @@ export type Feedback = Message<"raptorflow.v3.Feedback"> & {
  * Use `create(FeedbackSchema)` to create a new message.
  */
 export const FeedbackSchema: GenMessage<Feedback> = /*@__PURE__*/
-  messageDesc(file_raptorflow_v3_orchestrator, 25);
+  messageDesc(file_raptorflow_v3_orchestrator, 26);
 
 /**
  * RouteMode lets a caller force the route of a request.
