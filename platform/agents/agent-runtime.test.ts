@@ -64,9 +64,9 @@ const good = JSON.stringify({ variants: ["A", "B"], testing_matrix: { A: "price"
 describe("buildPrompt", () => {
   it("has the request, the inputs, the shared context and the output keys in their sections", () => {
     const prompt = buildPrompt(agent, call);
-    expect(prompt).toContain(`## Request\n${call.input}`);
-    expect(prompt).toContain(`## Inputs\n${JSON.stringify(call.parameters)}`);
-    expect(prompt).toContain(`## Shared context\n${JSON.stringify(call.context)}`);
+    expect(prompt).toContain(`## Request\n<user_request>\n${call.input}\n</user_request>`);
+    expect(prompt).toContain(`## Inputs\n<inputs>\n${JSON.stringify(call.parameters)}\n</inputs>`);
+    expect(prompt).toContain(`## Shared context\n<shared_context>\n${JSON.stringify(call.context)}\n</shared_context>`);
     expect(prompt).toContain("variants, testing_matrix");
     expect(prompt.indexOf("## Request")).toBeLessThan(prompt.indexOf("## Inputs"));
     expect(prompt.indexOf("## Inputs")).toBeLessThan(prompt.indexOf("## Shared context"));
@@ -74,7 +74,7 @@ describe("buildPrompt", () => {
 
   it("says there is no shared context yet when the context is empty", () => {
     const prompt = buildPrompt(agent, { ...call, context: {} });
-    expect(prompt).toContain("## Shared context\n(none yet)");
+    expect(prompt).toContain("## Shared context\n<shared_context>\n(none yet)\n</shared_context>");
   });
 });
 

@@ -64,7 +64,7 @@ const stopWords = new Set(
 );
 
 function answer(req: LlmRequest): Record<string, unknown> {
-  const request = between(req.prompt, "## Request\n", "\n## ") ?? req.prompt;
+  const request = between(req.prompt, "<user_request>\n", "\n</user_request>") ?? between(req.prompt, "## Request\n", "\n## ") ?? req.prompt;
   const keywords = [...new Set(request.toLowerCase().match(/[a-z][a-z0-9-]{2,}/g) ?? [])].filter((w) => !stopWords.has(w));
   const digest = createHash("sha256").update(req.system).update("\0").update(req.prompt).digest();
   const out: Record<string, unknown> = {};
