@@ -22,6 +22,7 @@ import { forwardHeaders, idempotencyKeyOf, organizationOf } from "../../mesh/cal
 import type { Router } from "./router.js";
 import type { Idempotency, RunStore } from "./run-store.js";
 import type { SharedContext } from "./shared-context.js";
+import { needsRewrite, rewriteStep, withQualityGate } from "./quality-gate.js";
 import type { RunEvents } from "./run-events.js";
 
 /**
@@ -94,7 +95,7 @@ export function createOrchestratorImpl(deps: OrchestratorDeps): ServiceImpl<type
 
   async function* execute(req: CreateRunRequest, ctx: HandlerContext, streaming: boolean): AsyncGenerator<RunEventInit> {
     const org = organizationOf(ctx.requestHeader);
-    const decision = (await router()).route(req);
+    const decision = withQualityGate((await router()).route(req), req.checks, await deps.catalog());
     const now = timestampNow();
     const accepted: Run = create(RunSchema, {
       name: `runs/${uuidv7()}`,
@@ -125,6 +126,7 @@ export function createOrchestratorImpl(deps: OrchestratorDeps): ServiceImpl<type
     let context: JsonObject = {};
     const headers = forwardHeaders(ctx.requestHeader);
     try {
+      // A for-of over the live array: a failed quality rating appends rewrite_fixer while the run goes on.
       for (const planned of decision.steps) {
         ctx.signal.throwIfAborted();
         // Each step reads the run's shared context as stored, so any instance could run it.
@@ -176,6 +178,11 @@ export function createOrchestratorImpl(deps: OrchestratorDeps): ServiceImpl<type
         usage.outputTokens += result.usage?.outputTokens ?? 0n;
         usage.calls += result.usage?.calls ?? 0;
         usage.costUsd += result.usage?.costUsd ?? 0;
+        if (planned.agent === "agents/quality_rater" && needsRewrite(result.output) && !decision.steps.some((s) => s.agent === "agents/rewrite_fixer")) {
+          decision.steps.push(rewriteStep());
+          decision.reasons.push("quality_rater failed the output: rewrite_fixer added");
+          run.route = decision;
+        }
         const over = overBudget(req, usage);
         if (over) {
           run.state = Run_State.BUDGET_EXCEEDED;
@@ -331,7 +338,7 @@ export function createOrchestratorImpl(deps: OrchestratorDeps): ServiceImpl<type
       return deps.store.list(organizationOf(ctx.requestHeader), req.pageSize || 50, req.pageToken);
     },
     async explainRoute(req) {
-      return (await router()).route(req);
+      return withQualityGate((await router()).route(req), req.checks, await deps.catalog());
     },
     async listAgents(req) {
       const agents = (await deps.catalog()).filter(

@@ -69,9 +69,13 @@ describe("REST through the gateway", () => {
     });
     expect(status).toBe(201);
     expect(json.route.target).toBe("TARGET_HYBRID");
-    expect(json.steps.map((s: { system: string }) => s.system)).toEqual(["AGENT_SYSTEM_V1", "AGENT_SYSTEM_V2"]);
+    // V1 first, then V2; the creative V2 step brings the safety and quality checks after it.
+    const systems = json.steps.map((s: { system: string }) => s.system);
+    expect(systems[0]).toBe("AGENT_SYSTEM_V1");
+    expect(systems.slice(1).every((s: string) => s === "AGENT_SYSTEM_V2")).toBe(true);
+    expect(json.steps.map((s: { agent: string }) => s.agent)).toContain("agents/quality_rater");
     expect(json.state).toBe("STATE_SUCCEEDED");
-    expect(Object.keys(json.output)).toHaveLength(2);
+    expect(Object.keys(json.output)).toHaveLength(json.steps.length);
   });
 
   it("POST /v3/runs:stream streams the run's events as NDJSON, ending with the finished run", async () => {
@@ -94,6 +98,7 @@ describe("REST through the gateway", () => {
       input: "Find the buyers of our budget-tracking app, then write launch copy for them",
       agents: ["agents/icp_builder", "agents/copywriter"],
       budget: { maxTokens: "1" },
+      checks: "CHECKS_OFF",
     });
     expect(status).toBe(201);
     expect(json.state).toBe("STATE_BUDGET_EXCEEDED");

@@ -2,7 +2,7 @@ import { spawn, type ChildProcess } from "node:child_process";
 import { createServer } from "node:net";
 import pg from "pg";
 import { afterAll, describe, expect, it } from "vitest";
-import { OrchestratorService, Run_State } from "../../gen/raptorflow/v3/orchestrator_pb.js";
+import { Checks, OrchestratorService, Run_State } from "../../gen/raptorflow/v3/orchestrator_pb.js";
 import { forkService, stopMesh, type StartedService } from "../../mesh/local-runner.js";
 import { createScratchDatabase, postgresAvailable } from "../support/databases.js";
 import { plainUnary } from "../support/grpc-client.js";
@@ -43,7 +43,8 @@ async function mesh(extra: Record<string, string> = {}) {
   return { address: `127.0.0.1:${orch.port}`, scratch };
 }
 
-const twoSteps = { input: "Profile our customers, then write ad copy for them", agents: ["agents/icp_builder", "agents/copywriter"] };
+// Checks off: the test is about the two steps sharing context through an outage.
+const twoSteps = { input: "Profile our customers, then write ad copy for them", agents: ["agents/icp_builder", "agents/copywriter"], checks: Checks.OFF };
 
 describe("outages in the middle of a run", () => {
   it("PostgreSQL dropping every connection mid-run: the pool reconnects and the run finishes, recorded", async (ctx) => {

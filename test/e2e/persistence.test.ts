@@ -2,7 +2,7 @@ import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { OrchestratorService, Run_State } from "../../gen/raptorflow/v3/orchestrator_pb.js";
+import { Checks, OrchestratorService, Run_State } from "../../gen/raptorflow/v3/orchestrator_pb.js";
 import { forkService, stopMesh, type StartedService } from "../../mesh/local-runner.js";
 import { plainUnary } from "../support/grpc-client.js";
 import { startTestMesh, type TestMesh } from "../support/mesh.js";
@@ -78,10 +78,10 @@ describe("the embedded database", () => {
     const address = () => `127.0.0.1:${orch.port}`;
     await plainUnary(address(), OrchestratorService.method.listAgents, {});
     // A run that finishes is kept.
-    const done = await plainUnary(address(), OrchestratorService.method.createRun, { input: "Write a tagline", agents: ["agents/copywriter"] }, { deadlineMs: 10_000 });
+    const done = await plainUnary(address(), OrchestratorService.method.createRun, { input: "Write a tagline", agents: ["agents/copywriter"], checks: Checks.OFF }, { deadlineMs: 10_000 });
     expect(done.message.state).toBe(Run_State.SUCCEEDED);
     // A run in flight when the process dies without warning.
-    const inFlight = plainUnary(address(), OrchestratorService.method.createRun, { input: "Write another tagline", agents: ["agents/copywriter"] }).catch((e: unknown) => e);
+    const inFlight = plainUnary(address(), OrchestratorService.method.createRun, { input: "Write another tagline", agents: ["agents/copywriter"], checks: Checks.OFF }).catch((e: unknown) => e);
     await new Promise((r) => setTimeout(r, 500));
     const died = new Promise((r) => orch.child.once("exit", r));
     orch.child.kill("SIGKILL");
