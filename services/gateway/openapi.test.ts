@@ -302,6 +302,7 @@ describe("openApiDocument for OrchestratorService and IcpService", () => {
       "STATE_SUCCEEDED",
       "STATE_FAILED",
       "STATE_CANCELLED",
+      "STATE_BUDGET_EXCEEDED",
     ]);
     const usage = schemaOf(ourDoc, "raptorflow.agent.v1.Usage");
     expect(usage.properties.inputTokens).toMatchObject({ type: "string", format: "int64" });
