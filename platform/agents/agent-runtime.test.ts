@@ -133,6 +133,7 @@ describe("runAgent", () => {
       inputTokens: 100,
       outputTokens: 20,
       calls: 1,
+      toolCalls: [],
     });
     const req = provider.requests[0];
     expect(req.system).toBe(agent.systemPrompt);

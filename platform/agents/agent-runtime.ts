@@ -1,6 +1,6 @@
 import { Code, ConnectError } from "@connectrpc/connect";
 import type { JsonObject } from "@bufbuild/protobuf";
-import type { LlmProvider, LlmRequest, LlmResponse, ModelTierName } from "../llm/llm-provider.js";
+import type { LlmProvider, LlmRequest, LlmResponse, LlmTool, ModelTierName, ToolCall } from "../llm/llm-provider.js";
 import type { AgentDefinition } from "./catalog.js";
 
 /** AgentCall is one request to run an agent. */
@@ -15,6 +15,8 @@ export interface AgentCall {
   readonly tier?: ModelTierName;
   /** signal cancels the call (client cancel or deadline). */
   readonly signal?: AbortSignal;
+  /** tools are the deterministic tools this agent may call (its catalog entry names them). */
+  readonly tools?: readonly LlmTool[];
 }
 
 /** AgentOutcome is a validated answer with its accounting. */
@@ -29,8 +31,10 @@ export interface AgentOutcome {
   readonly inputTokens: number;
   /** outputTokens over every model call. */
   readonly outputTokens: number;
-  /** calls is the number of model calls (2 when a repair was needed). */
+  /** calls is the number of model requests (tool-call rounds and a repair included). */
   readonly calls: number;
+  /** toolCalls are the tools the model called. */
+  readonly toolCalls: readonly ToolCall[];
 }
 
 /**
@@ -124,9 +128,11 @@ export async function runAgent(
     tier,
     outputKeys: agent.outputs,
     signal: call.signal,
+    tools: call.tools,
   };
   const answer = first ?? (await provider.complete(req));
-  let usage = { inputTokens: answer.usage.inputTokens, outputTokens: answer.usage.outputTokens, calls: 1 };
+  let usage = { inputTokens: answer.usage.inputTokens, outputTokens: answer.usage.outputTokens, calls: answer.rounds ?? 1 };
+  const toolCalls = [...(answer.toolCalls ?? [])];
   let parsed = parseOutput(agent, answer.text);
   let model = answer.model;
   if ("problems" in parsed) {
@@ -137,8 +143,9 @@ export async function runAgent(
     usage = {
       inputTokens: usage.inputTokens + repair.usage.inputTokens,
       outputTokens: usage.outputTokens + repair.usage.outputTokens,
-      calls: 2,
+      calls: usage.calls + (repair.rounds ?? 1),
     };
+    toolCalls.push(...(repair.toolCalls ?? []));
     model = repair.model;
     parsed = parseOutput(agent, repair.text);
     if ("problems" in parsed) {
@@ -148,5 +155,5 @@ export async function runAgent(
       );
     }
   }
-  return { output: parsed.output, model, tier, ...usage };
+  return { output: parsed.output, model, tier, ...usage, toolCalls };
 }

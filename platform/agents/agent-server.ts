@@ -6,6 +6,7 @@ import { createAgentServiceImpl } from "./agent-service.js";
 import { loadCatalog, type Catalog } from "./catalog.js";
 import { openKeyValueStore } from "../kv/open-kv-store.js";
 import { createResultCache } from "../kv/result-cache.js";
+import { llmTools } from "../tools/llm-tools.js";
 
 /** AgentServerOptions configure an agent service (V1 or V2). */
 export interface AgentServerOptions {
@@ -30,7 +31,7 @@ export function buildAgentServer(options: AgentServerOptions): MeshServer & { ca
   const cacheOff = process.env.AGENT_CACHE === "off";
   const cache = cacheOff ? undefined : createResultCache(kv, Number(process.env.AGENT_CACHE_TTL_MS || 3_600_000));
   const server = createMeshServer({
-    services: [{ service: AgentService, impl: createAgentServiceImpl({ catalog, provider, cache }) }, ...(options.services?.({ catalog, provider }) ?? [])],
+    services: [{ service: AgentService, impl: createAgentServiceImpl({ catalog, provider, cache, tools: llmTools }) }, ...(options.services?.({ catalog, provider }) ?? [])],
   });
   return {
     ...server,

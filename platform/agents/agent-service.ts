@@ -12,7 +12,7 @@ import {
   type AgentResult,
   type RunAgentRequest,
 } from "../../gen/raptorflow/agent/v1/agent_pb.js";
-import type { LlmProvider, LlmResponse, ModelTierName } from "../llm/llm-provider.js";
+import type { LlmProvider, LlmResponse, LlmTool, ModelTierName } from "../llm/llm-provider.js";
 import { createPriceTable, type PriceTable } from "../llm/prices.js";
 import { paginate } from "../pagination.js";
 import { buildPrompt, runAgent, type AgentCall, type AgentOutcome } from "./agent-runtime.js";
@@ -24,6 +24,8 @@ export interface AgentServiceOptions {
   readonly catalog: Catalog;
   /** provider answers the model calls. */
   readonly provider: LlmProvider;
+  /** tools are the deterministic tools agents may call (each agent gets those its catalog entry names). */
+  readonly tools?: readonly LlmTool[];
   /** prices turn tokens into cost; MODEL_PRICES over the defaults when undefined. */
   readonly prices?: PriceTable;
   /** cache serves identical RunAgent calls again (same agent, prompt version, model, input and context); none when undefined. */
@@ -73,6 +75,7 @@ export function toAgentResult(provider: LlmProvider, agent: AgentDefinition, r: 
     promptVersion: agent.promptVersion,
     usage: { inputTokens: BigInt(r.inputTokens), outputTokens: BigInt(r.outputTokens), calls: r.calls, costUsd: prices.cost(r.model, r.inputTokens, r.outputTokens) },
     duration: { seconds: BigInt(Math.floor(ms / 1000)), nanos: Math.round((ms % 1000) * 1e6) },
+    toolCalls: r.toolCalls.map((c) => ({ name: c.name, arguments: c.arguments, result: c.result })),
   });
 }
 
@@ -101,7 +104,9 @@ export function createAgentServiceImpl(options: AgentServiceOptions): ServiceImp
   const result = (agent: AgentDefinition, r: AgentOutcome, started: number): AgentResult => toAgentResult(provider, agent, r, started, prices);
 
 
-  const callOf = (req: RunAgentRequest, ctx: HandlerContext) => ({
+  const toolsOf = (agent: AgentDefinition) => (options.tools ?? []).filter((t) => agent.tools.includes(t.name));
+  const callOf = (req: RunAgentRequest, ctx: HandlerContext, agent: AgentDefinition) => ({
+    tools: toolsOf(agent),
     input: req.input,
     parameters: req.parameters ?? {},
     context: req.context ?? {},
@@ -121,7 +126,7 @@ export function createAgentServiceImpl(options: AgentServiceOptions): ServiceImp
     async runAgent(req, ctx) {
       const agent = find(req.name);
       const started = performance.now();
-      const call = callOf(req, ctx);
+      const call = callOf(req, ctx, agent);
       const cache = options.cache && !noCache(ctx.requestHeader) ? options.cache : undefined;
       const tier = call.tier ?? agent.modelTier;
       const key = cache
@@ -141,7 +146,7 @@ export function createAgentServiceImpl(options: AgentServiceOptions): ServiceImp
     async *streamAgent(req, ctx) {
       const agent = find(req.name);
       const started = performance.now();
-      const call = callOf(req, ctx);
+      const call = callOf(req, ctx, agent);
       const tier = call.tier ?? agent.modelTier;
       yield { event: { case: "started", value: { agent: req.name, provider: provider.name, model: provider.model(tier) } } };
       let done: LlmResponse | undefined;

@@ -1,8 +1,35 @@
 /** ModelTierName is the class of model a step runs on. */
 export type ModelTierName = "fast" | "capable";
 
+/**
+ * LlmTool is deterministic code the model may call: a name, a description,
+ * JSON Schema parameters, and the function that answers (a JSON string).
+ */
+export interface LlmTool {
+  /** name the model calls it by. */
+  readonly name: string;
+  /** description tells the model when to use it. */
+  readonly description: string;
+  /** parameters is the JSON Schema of its arguments. */
+  readonly parameters: Record<string, unknown>;
+  /** invoke runs it; a thrown error goes back to the model as the tool's answer. */
+  invoke(args: unknown): Promise<string>;
+}
+
+/** ToolCall records one tool the model called during a call, for the run's audit. */
+export interface ToolCall {
+  /** name of the tool. */
+  readonly name: string;
+  /** arguments as the model sent them. */
+  readonly arguments: string;
+  /** result the tool returned (or its error). */
+  readonly result: string;
+}
+
 /** LlmRequest is one model call: a system prompt and the user's turn. */
 export interface LlmRequest {
+  /** tools the model may call; the provider runs the rounds of calls. */
+  readonly tools?: readonly LlmTool[];
   /** system is the agent's system prompt. */
   readonly system: string;
   /** prompt is the user turn: the request, its inputs and the shared context. */
@@ -29,8 +56,12 @@ export interface LlmResponse {
   readonly text: string;
   /** model is the model that answered. */
   readonly model: string;
-  /** usage is what the call consumed. */
+  /** usage is what the call consumed, over every round of tool calls. */
   readonly usage: LlmUsage;
+  /** rounds is the number of model requests the call made (1 without tool calls). */
+  readonly rounds?: number;
+  /** toolCalls are the tools the model called, in order. */
+  readonly toolCalls?: readonly ToolCall[];
 }
 
 /** LlmChunk is one piece of a streamed answer; the last one carries the usage. */

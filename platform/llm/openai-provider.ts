@@ -16,6 +16,8 @@ export interface OpenAIProviderOptions {
   readonly maxRetries?: number;
   /** name labels outputs (default `openai`). */
   readonly name?: string;
+  /** maxToolRounds bounds the rounds of tool calls in one call (default 4). */
+  readonly maxToolRounds?: number;
 }
 
 /**
@@ -55,14 +57,47 @@ export function createOpenAIProvider(options: OpenAIProviderOptions): LlmProvide
     name,
     model: (tier) => options.models[tier],
     async complete(req): Promise<LlmResponse> {
+      const tools = req.tools ?? [];
+      const messages: OpenAI.Chat.Completions.ChatCompletionMessageParam[] = [...body(req).messages];
+      const toolCalls: { name: string; arguments: string; result: string }[] = [];
+      const usage = { inputTokens: 0, outputTokens: 0 };
+      const maxRounds = options.maxToolRounds ?? 4;
       try {
-        const res = await client.chat.completions.create(body(req), { signal: req.signal });
-        const text = res.choices[0]?.message?.content ?? "";
-        return {
-          text,
-          model: res.model || options.models[req.tier],
-          usage: { inputTokens: res.usage?.prompt_tokens ?? 0, outputTokens: res.usage?.completion_tokens ?? 0 },
-        };
+        for (let round = 1; ; round++) {
+          // The last round offers no tools, so the model must answer.
+          const offer = tools.length > 0 && round <= maxRounds;
+          const res = await client.chat.completions.create(
+            {
+              ...body(req),
+              messages,
+              ...(offer
+                ? { tools: tools.map((t) => ({ type: "function" as const, function: { name: t.name, description: t.description, parameters: t.parameters } })) }
+                : {}),
+            },
+            { signal: req.signal },
+          );
+          usage.inputTokens += res.usage?.prompt_tokens ?? 0;
+          usage.outputTokens += res.usage?.completion_tokens ?? 0;
+          const message = res.choices[0]?.message;
+          const calls = offer ? (message?.tool_calls ?? []).filter((c) => c.type === "function") : [];
+          if (calls.length === 0) {
+            return { text: message?.content ?? "", model: res.model || options.models[req.tier], usage, rounds: round, toolCalls };
+          }
+          messages.push({ role: "assistant", content: message?.content ?? null, tool_calls: calls });
+          for (const call of calls) {
+            const tool = tools.find((t) => t.name === call.function.name);
+            let result: string;
+            try {
+              if (!tool) throw new Error(`there is no tool named "${call.function.name}"`);
+              result = await tool.invoke(JSON.parse(call.function.arguments || "{}"));
+            } catch (e) {
+              // The model sees the error and can correct its arguments.
+              result = JSON.stringify({ error: (e as Error).message });
+            }
+            toolCalls.push({ name: call.function.name, arguments: call.function.arguments, result });
+            messages.push({ role: "tool", tool_call_id: call.id, content: result });
+          }
+        }
       } catch (e) {
         throw providerError(name, e);
       }

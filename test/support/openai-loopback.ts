@@ -4,7 +4,8 @@ import { createServer, type IncomingMessage, type Server } from "node:http";
 export type Behaviour =
   | { readonly kind: "ok"; readonly content?: string }
   | { readonly kind: "status"; readonly status: number; readonly retryAfter?: string }
-  | { readonly kind: "delay"; readonly ms: number };
+  | { readonly kind: "delay"; readonly ms: number }
+  | { readonly kind: "tool_call"; readonly name: string; readonly arguments: unknown };
 
 /** LoopbackOpenAI is a server on 127.0.0.1 that speaks OpenAI's Chat Completions wire protocol. */
 export interface LoopbackOpenAI {
@@ -54,6 +55,25 @@ export async function startLoopbackOpenAI(): Promise<LoopbackOpenAI> {
       const headers: Record<string, string> = { "content-type": "application/json" };
       if (b.retryAfter) headers["retry-after"] = b.retryAfter;
       res.writeHead(b.status, headers).end(JSON.stringify({ error: { message: `scripted ${b.status}`, type: "server_error", code: null } }));
+      return;
+    }
+    if (b.kind === "tool_call") {
+      res.writeHead(200, { "content-type": "application/json" }).end(
+        JSON.stringify({
+          id: `chatcmpl-${requests.length}`,
+          object: "chat.completion",
+          created: Math.floor(Date.now() / 1000),
+          model: json.model,
+          choices: [
+            {
+              index: 0,
+              message: { role: "assistant", content: null, tool_calls: [{ id: `call_${requests.length}`, type: "function", function: { name: b.name, arguments: JSON.stringify(b.arguments) } }] },
+              finish_reason: "tool_calls",
+            },
+          ],
+          usage: { prompt_tokens: 30, completion_tokens: 10, total_tokens: 40 },
+        }),
+      );
       return;
     }
     const keys = json.response_format?.json_schema?.schema?.required ?? [];
