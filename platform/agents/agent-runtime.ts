@@ -25,6 +25,8 @@ export interface AgentOutcome {
   readonly output: JsonObject;
   /** model answered. */
   readonly model: string;
+  /** provider answered, when a fallback chain says which. */
+  readonly provider?: string;
   /** tier used. */
   readonly tier: ModelTierName;
   /** inputTokens over every model call, including a repair. */
@@ -135,6 +137,7 @@ export async function runAgent(
   const toolCalls = [...(answer.toolCalls ?? [])];
   let parsed = parseOutput(agent, answer.text);
   let model = answer.model;
+  let answeredBy = answer.provider;
   if ("problems" in parsed) {
     const repair = await provider.complete({
       ...req,
@@ -147,6 +150,7 @@ export async function runAgent(
     };
     toolCalls.push(...(repair.toolCalls ?? []));
     model = repair.model;
+    answeredBy = repair.provider ?? answeredBy;
     parsed = parseOutput(agent, repair.text);
     if ("problems" in parsed) {
       throw new ConnectError(
@@ -155,5 +159,5 @@ export async function runAgent(
       );
     }
   }
-  return { output: parsed.output, model, tier, ...usage, toolCalls };
+  return { output: parsed.output, model, provider: answeredBy, tier, ...usage, toolCalls };
 }

@@ -56,6 +56,8 @@ export interface LlmResponse {
   readonly text: string;
   /** model is the model that answered. */
   readonly model: string;
+  /** provider names who answered, when it is not the provider called (a fallback chain). */
+  readonly provider?: string;
   /** usage is what the call consumed, over every round of tool calls. */
   readonly usage: LlmUsage;
   /** rounds is the number of model requests the call made (1 without tool calls). */

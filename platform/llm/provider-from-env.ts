@@ -1,6 +1,7 @@
 import type { LlmProvider } from "./llm-provider.js";
 import { createOfflineProvider } from "./offline-provider.js";
 import { createOpenAIProvider } from "./openai-provider.js";
+import { createFallbackProvider } from "./fallback-provider.js";
 
 /**
  * providerFromEnv picks the LLM provider from `LLM_PROVIDER`. The embedded
@@ -8,7 +9,10 @@ import { createOpenAIProvider } from "./openai-provider.js";
  * available fails at start-up with a message, never at the first request.
  */
 export function providerFromEnv(env: Record<string, string | undefined> = process.env): LlmProvider {
-  const name = env.LLM_PROVIDER ?? "offline";
+  // "openai,offline" is a fallback chain: the next answers when one is down.
+  const names = (env.LLM_PROVIDER || "offline").split(",").map((n) => n.trim()).filter(Boolean);
+  if (names.length > 1) return createFallbackProvider(names.map((n) => providerFromEnv({ ...env, LLM_PROVIDER: n })));
+  const name = names[0] ?? "offline";
   switch (name) {
     case "offline": {
       // An empty value means unset, as for every other setting.
