@@ -16,6 +16,7 @@ import {
   type Run,
   type RunEvent,
   RunEventSchema,
+  RouteDecisionSchema,
 } from "../../gen/raptorflow/v3/orchestrator_pb.js";
 import { paginate } from "../../platform/pagination.js";
 import { forwardHeaders, idempotencyKeyOf, organizationOf } from "../../mesh/call-context.js";
@@ -23,6 +24,7 @@ import type { Router } from "./router.js";
 import type { Idempotency, RunStore } from "./run-store.js";
 import type { SharedContext } from "./shared-context.js";
 import { needsRewrite, rewriteStep, withQualityGate } from "./quality-gate.js";
+import { planFrom, plannerAgent, plannerStep, wantsPlanner } from "./v2-planner.js";
 import type { RunEvents } from "./run-events.js";
 
 /**
@@ -95,7 +97,11 @@ export function createOrchestratorImpl(deps: OrchestratorDeps): ServiceImpl<type
 
   async function* execute(req: CreateRunRequest, ctx: HandlerContext, streaming: boolean): AsyncGenerator<RunEventInit> {
     const org = organizationOf(ctx.requestHeader);
-    const decision = withQualityGate((await router()).route(req), req.checks, await deps.catalog());
+    const catalog = await deps.catalog();
+    const routed = (await router()).route(req);
+    // A complex V2 request is planned by V2's orchestration agent first.
+    if (wantsPlanner(req, routed)) routed.steps.unshift(plannerStep());
+    const decision = withQualityGate(routed, req.checks, catalog);
     const now = timestampNow();
     const accepted: Run = create(RunSchema, {
       name: `runs/${uuidv7()}`,
@@ -178,6 +184,15 @@ export function createOrchestratorImpl(deps: OrchestratorDeps): ServiceImpl<type
         usage.outputTokens += result.usage?.outputTokens ?? 0n;
         usage.calls += result.usage?.calls ?? 0;
         usage.costUsd += result.usage?.costUsd ?? 0;
+        if (planned.agent === plannerAgent && run.steps.length === 1) {
+          const planned2 = planFrom(result.output, catalog);
+          if (planned2.length > 0) {
+            // The planner's agents replace the router's; the checks follow creative output as before.
+            decision.steps.splice(1, decision.steps.length - 1, ...withQualityGate(create(RouteDecisionSchema, { steps: planned2 }), req.checks, catalog).steps);
+            decision.reasons.push(`the orchestration agent planned: ${planned2.map((s) => s.agent.slice(7)).join(", ")}`);
+            run.route = decision;
+          }
+        }
         if (planned.agent === "agents/quality_rater" && needsRewrite(result.output) && !decision.steps.some((s) => s.agent === "agents/rewrite_fixer")) {
           decision.steps.push(rewriteStep());
           decision.reasons.push("quality_rater failed the output: rewrite_fixer added");
@@ -338,7 +353,9 @@ export function createOrchestratorImpl(deps: OrchestratorDeps): ServiceImpl<type
       return deps.store.list(organizationOf(ctx.requestHeader), req.pageSize || 50, req.pageToken);
     },
     async explainRoute(req) {
-      return withQualityGate((await router()).route(req), req.checks, await deps.catalog());
+      const routed = (await router()).route(req);
+      if (wantsPlanner(req, routed)) routed.steps.unshift(plannerStep());
+      return withQualityGate(routed, req.checks, await deps.catalog());
     },
     async listAgents(req) {
       const agents = (await deps.catalog()).filter(

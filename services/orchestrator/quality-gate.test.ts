@@ -16,13 +16,18 @@ const agents = [...loadCatalog("services/v1-agents").agents, ...loadCatalog("ser
 
 /** orchestrator wires the real orchestrator to fake agent services; quality_rater answers `rating`. */
 function orchestrator(rating: JsonObject) {
+  return orchestratorWith({ "agents/quality_rater": rating });
+}
+
+/** orchestratorWith wires the real orchestrator to fake agents answering `outputs[agent]` (a default output otherwise). */
+function orchestratorWith(outputs: Record<string, JsonObject>) {
   const calls: string[] = [];
   const fake: ServiceImpl<typeof AgentService> = {
     listAgents: () => ({ agents }),
     getAgent: (req) => agents.find((a) => a.name === req.name)!,
     runAgent(req) {
       calls.push(req.name);
-      const output: JsonObject = req.name === "agents/quality_rater" ? rating : { note: `${req.name} done`, sawContext: Object.keys(req.context ?? {}).join(",") };
+      const output: JsonObject = outputs[req.name] ?? { note: `${req.name} done`, sawContext: Object.keys(req.context ?? {}).join(",") };
       return { agent: req.name, output, provider: "fake", usage: { inputTokens: 1n, outputTokens: 1n, calls: 1 } };
     },
     async *streamAgent() {},
@@ -76,5 +81,31 @@ describe("safety and quality checks", () => {
     const d = await orch.explainRoute({ input: "Write ad copy", agents: ["agents/copywriter"] });
     expect(d.steps.map((s) => s.agent)).toEqual(["agents/copywriter", "agents/brand_safety", "agents/compliance", "agents/ethical_guardrail", "agents/quality_rater"]);
     expect(d.reasons.join(" ")).toContain("checks:");
+  });
+});
+
+describe("V2's orchestration agent", () => {
+  const complex =
+    "Plan our spring campaign end to end: research the audience and then design the funnel and then write the emails " +
+    "and the social posts and also the ads, then schedule everything across channels for the next eight weeks with budgets";
+
+  it("plans a complex V2 request: its agents replace the router's, and the checks follow creative output", async () => {
+    const { calls, orch } = orchestratorWith({
+      "agents/orchestrator": { intent: "campaign", plan: [{ agent_id: "campaign_architect", purpose: "shape it" }, { agent: "agents/copywriter" }, { agent_id: "no_such_agent" }, "campaign_architect"] },
+      "agents/quality_rater": { overall_score: 9, pass: true },
+    });
+    const d = await orch.explainRoute({ input: complex });
+    expect(d.steps[0].agent).toBe("agents/orchestrator");
+    const run = await orch.createRun({ input: complex });
+    expect(calls).toEqual(["agents/orchestrator", "agents/campaign_architect", "agents/copywriter", "agents/brand_safety", "agents/compliance", "agents/ethical_guardrail", "agents/quality_rater"]);
+    expect(run.route?.reasons.join(" ")).toContain("the orchestration agent planned: campaign_architect, copywriter");
+  });
+
+  it("without a usable plan (the offline provider's text), the router's plan stands", async () => {
+    const { calls, orch } = orchestratorWith({ "agents/orchestrator": { plan: "[offline] plan focused on spring" } });
+    const run = await orch.createRun({ input: complex, checks: Checks.OFF });
+    expect(calls[0]).toBe("agents/orchestrator");
+    expect(calls.length).toBeGreaterThan(1);
+    expect(run.state).toBe(Run_State.SUCCEEDED);
   });
 });
