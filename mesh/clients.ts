@@ -12,6 +12,22 @@ export interface UpstreamClient<S extends DescService> {
 }
 
 /**
+ * upstreamTransport is the grpc-js transport to a service of the mesh, at
+ * the address and with the call policy (deadline, retries) the topology
+ * gives it. Every caller of a mesh service gets its transport here.
+ */
+export function upstreamTransport(
+  name: ServiceName,
+  options: { env?: Record<string, string | undefined>; interceptors?: readonly Interceptor[] } = {},
+): GrpcTransport {
+  return createGrpcTransport({
+    address: upstreamAddress(name, options.env ?? process.env),
+    policy: topology[name].callPolicy,
+    interceptors: options.interceptors,
+  });
+}
+
+/**
  * connectUpstream builds a typed gRPC client of a service of the mesh, at
  * the address and with the call policy (deadline, retries) the topology
  * gives it.
@@ -21,10 +37,6 @@ export function connectUpstream<S extends DescService>(
   service: S,
   options: { env?: Record<string, string | undefined>; interceptors?: readonly Interceptor[] } = {},
 ): UpstreamClient<S> {
-  const transport = createGrpcTransport({
-    address: upstreamAddress(name, options.env ?? process.env),
-    policy: topology[name].callPolicy,
-    interceptors: options.interceptors,
-  });
+  const transport = upstreamTransport(name, options);
   return { client: createClient(service, transport), transport };
 }

@@ -1,6 +1,7 @@
 import { Code, ConnectError } from "@connectrpc/connect";
 import type { FastifyInstance, FastifyRequest } from "fastify";
 import fp from "fastify-plugin";
+import { organizationHeader } from "../../mesh/call-context.js";
 import type { RateLimiter } from "../../platform/kv/rate-limiter.js";
 import { statusJson } from "./responses.js";
 import { createRegistry } from "@bufbuild/protobuf";
@@ -17,7 +18,7 @@ export interface RateLimitPluginOptions {
  * client address.
  */
 function keyOf(request: FastifyRequest): string {
-  const org = request.headers["grpc-metadata-x-raptorflow-organization"];
+  const org = request.headers[`grpc-metadata-${organizationHeader}`];
   return typeof org === "string" && org !== "" ? `org:${org}` : `ip:${request.ip}`;
 }
 

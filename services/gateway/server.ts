@@ -7,8 +7,8 @@ import { IntelligenceService } from "../../gen/raptorflow/v1/intelligence_pb.js"
 import { MetricService } from "../../gen/raptorflow/v1/metric_pb.js";
 import { MoveService } from "../../gen/raptorflow/v1/move_pb.js";
 import { OrchestratorService } from "../../gen/raptorflow/v3/orchestrator_pb.js";
-import { createGrpcTransport } from "../../mesh/grpc-transport.js";
-import { topology, upstreamAddress, type ServiceName } from "../../mesh/topology.js";
+import { upstreamTransport } from "../../mesh/clients.js";
+import { topology } from "../../mesh/topology.js";
 import { createGatewayApp } from "./gateway-app.js";
 import { openKeyValueStore } from "../../platform/kv/open-kv-store.js";
 import { createRateLimiter } from "../../platform/kv/rate-limiter.js";
@@ -38,13 +38,11 @@ export async function build(options: GatewayOptions = {}): Promise<FastifyInstan
   const env = options.env ?? process.env;
   const maxRequestBytes = wholeSetting(env, "GATEWAY_MAX_REQUEST_BYTES", 1024 * 1024);
   const maxResponseBytes = wholeSetting(env, "GATEWAY_MAX_RESPONSE_BYTES", 4 * 1024 * 1024);
-  const transport = (name: ServiceName) =>
-    createGrpcTransport({ address: upstreamAddress(name, env), policy: topology[name].callPolicy });
   const rateLimit = wholeSetting(env, "GATEWAY_RATE_LIMIT", 0);
   const kv = rateLimit > 0 ? openKeyValueStore(env) : undefined;
   const rateLimiter = kv ? createRateLimiter(kv, { limit: rateLimit, windowMs: wholeSetting(env, "GATEWAY_RATE_LIMIT_WINDOW_MS", 60_000) }) : undefined;
-  const orchestrator = transport("orchestrator");
-  const v1 = transport("v1-agents");
+  const orchestrator = upstreamTransport("orchestrator", { env });
+  const v1 = upstreamTransport("v1-agents", { env });
   return createGatewayApp({
     services: [
       { service: OrchestratorService, transport: orchestrator },
