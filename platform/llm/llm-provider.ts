@@ -38,6 +38,11 @@ export interface LlmRequest {
   readonly tier: ModelTierName;
   /** outputKeys are the keys the JSON answer must have (used by providers that can constrain output). */
   readonly outputKeys: readonly string[];
+  /**
+   * outputSchema is the JSON Schema the answer must satisfy (an object whose
+   * properties are outputKeys), for providers that can constrain output.
+   */
+  readonly outputSchema?: Readonly<Record<string, unknown>>;
   /** signal cancels the call. */
   readonly signal?: AbortSignal;
 }
