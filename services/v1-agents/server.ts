@@ -10,9 +10,10 @@ import { buildAgentServer } from "../../platform/agents/agent-server.js";
 import { dataStoreOf, openDatabase, type Database } from "../../platform/db/database.js";
 import { healthFollowsDatabase } from "../../platform/db/health.js";
 import { createIntelligenceImpl } from "./intelligence-service.js";
-import { collectionOf, createMemoryStore, createResourceServiceImpl } from "./resource-service.js";
-import { createPgRecordStore } from "./store/pg-record-store.js";
-import { migrations, RecordEntity, schemaName } from "./store/schema.js";
+import { createPgRecordStore } from "../../platform/resources/pg-record-store.js";
+import { RecordEntity } from "../../platform/resources/record-table.js";
+import { collectionOf, createMemoryStore, createResourceServiceImpl } from "../../platform/resources/resource-service.js";
+import { migrations, schemaName } from "./store/schema.js";
 
 /** resources are the legacy V1 resource services and the record each manages. */
 const resources: readonly (readonly [DescService, DescMessage])[] = [

@@ -4,7 +4,7 @@ import { Code, ConnectError, type HandlerContext, type ServiceImpl } from "@conn
 import { uuidv7 } from "uuidv7";
 import { resource } from "../../gen/google/api/resource_pb.js";
 import { organizationOf } from "../../mesh/call-context.js";
-import { decodePageToken, encodePageToken } from "../../platform/pagination.js";
+import { decodePageToken, encodePageToken } from "../pagination.js";
 
 /**
  * RecordStore keeps the records of one collection, every operation scoped to

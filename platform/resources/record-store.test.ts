@@ -7,11 +7,15 @@ import { Code, ConnectError } from "@connectrpc/connect";
 import { uuidv7 } from "uuidv7";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { CohortSchema } from "../../gen/raptorflow/v1/cohort_pb.js";
-import type { Database } from "../../platform/db/database.js";
 import { createScratchDatabase, postgresAvailable } from "../../test/support/databases.js";
+import { openDatabase, type Database } from "../db/database.js";
+import { createPgRecordStore } from "./pg-record-store.js";
+import { RecordEntity, recordsMigration } from "./record-table.js";
 import { createMemoryStore, type RecordStore } from "./resource-service.js";
-import { openV1Database } from "./server.js";
-import { createPgRecordStore } from "./store/pg-record-store.js";
+
+/** openRecords opens a schema of its own holding only a records table, as V1 and V2 each have. */
+const openRecords = (env: Record<string, string>) =>
+  openDatabase({ service: "records-test", schema: "records_test", entities: [RecordEntity], migrations: [{ name: "records", class: recordsMigration("records_test") }], env });
 
 type Cohort = MessageShape<typeof CohortSchema>;
 const cohort = (displayName: string): Cohort =>
@@ -76,7 +80,7 @@ const pgStore = (db: Database) => ({ store: createPgRecordStore(db, CohortSchema
 
 recordStoreContract("embedded PostgreSQL (PGlite)", async () => {
   const dir = mkdtempSync(join(tmpdir(), "raptorflow-records-"));
-  const db = await openV1Database({ RAPTORFLOW_DATA_DIR: dir, DATABASE_URL: "" });
+  const db = await openRecords({ RAPTORFLOW_DATA_DIR: dir, DATABASE_URL: "" });
   await db.migrate();
   const { store, cleanup } = pgStore(db);
   return { store, cleanup: async () => (await cleanup(), rmSync(dir, { recursive: true, force: true })) };
@@ -85,7 +89,7 @@ recordStoreContract("embedded PostgreSQL (PGlite)", async () => {
 recordStoreContract("PostgreSQL server", async () => {
   if (!(await postgresAvailable("RecordStore contract on PostgreSQL"))) return undefined;
   const scratch = await createScratchDatabase();
-  const db = await openV1Database({ DATABASE_URL: scratch.url });
+  const db = await openRecords({ DATABASE_URL: scratch.url });
   await db.migrate();
   const { store, cleanup } = pgStore(db);
   return { store, cleanup: async () => (await cleanup(), await scratch.drop()) };

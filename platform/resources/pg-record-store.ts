@@ -1,12 +1,12 @@
 import { fromJson, toJson, type DescMessage, type JsonValue, type MessageShape } from "@bufbuild/protobuf";
 import type { EntityManager } from "@mikro-orm/postgresql";
-import type { Database } from "../../../platform/db/database.js";
-import { decodePageToken, encodePageToken } from "../../../platform/pagination.js";
-import type { RecordStore } from "../resource-service.js";
-import { RecordEntity } from "./schema.js";
+import type { Database } from "../db/database.js";
+import { decodePageToken, encodePageToken } from "../pagination.js";
+import type { RecordStore } from "./resource-service.js";
+import { RecordEntity } from "./record-table.js";
 
 /**
- * createPgRecordStore keeps one V1 collection in V1's PostgreSQL schema
+ * createPgRecordStore keeps one collection in its service's PostgreSQL schema
  * through MikroORM, every query filtered by organization.
  */
 export function createPgRecordStore<S extends DescMessage>(db: Database, schema: S, collection: string): RecordStore<MessageShape<S>> {
