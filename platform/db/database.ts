@@ -59,6 +59,8 @@ export async function openDatabase(options: DatabaseOptions): Promise<Database> 
       clientUrl: url,
       schema: options.schema,
       entities: [...options.entities],
+      // A schema may hold only tables reached by SQL (a memories table).
+      discovery: { warnWhenNoEntities: false },
       extensions: [Migrator],
       pool: { min: 0, max: poolMax },
       driverOptions: { statement_timeout: statementTimeoutMs, connectionTimeoutMillis: 5_000 },

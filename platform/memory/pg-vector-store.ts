@@ -8,8 +8,8 @@ import type { Database } from "../db/database.js";
 export interface MemoryFilter {
   /** organization whose memories are searched; required. */
   readonly organization: string;
-  /** namespace narrows the search, for example `runs` or `brand`. */
-  readonly namespace?: string;
+  /** namespace narrows the search, for example `runs` or `brand`; a list matches any of them. */
+  readonly namespace?: string | readonly string[];
 }
 
 /** PgVectorStoreOptions say where the memories live. */
@@ -68,18 +68,18 @@ export class PgVectorStore extends VectorStore {
   }
 
   /** addDocuments embeds and stores documents; metadata.organization is required, metadata.namespace optional. */
-  async addDocuments(documents: DocumentInterface[]): Promise<string[]> {
-    return this.addVectors(await this.embeddings.embedDocuments(documents.map((d) => d.pageContent)), documents);
+  async addDocuments(documents: DocumentInterface[], options?: { ids?: string[] }): Promise<string[]> {
+    return this.addVectors(await this.embeddings.embedDocuments(documents.map((d) => d.pageContent)), documents, options);
   }
 
-  /** addVectors stores documents with their embeddings and returns their ids. */
-  async addVectors(vectors: number[][], documents: DocumentInterface[]): Promise<string[]> {
+  /** addVectors stores documents with their embeddings and returns their ids (`options.ids`, or new UUIDs). */
+  async addVectors(vectors: number[][], documents: DocumentInterface[], options?: { ids?: string[] }): Promise<string[]> {
     const conn = this.db.orm.em.getConnection();
     const ids: string[] = [];
     for (const [i, doc] of documents.entries()) {
       const org = doc.metadata?.organization;
       if (typeof org !== "string" || org === "") throw new Error("every memory needs metadata.organization");
-      const id = randomUUID();
+      const id = options?.ids?.[i] ?? randomUUID();
       ids.push(id);
       await conn.execute(
         `insert into ${this.table} (id, organization, namespace, content, metadata, embedding, create_time) values (?, ?, ?, ?, ?, ${this.usesPgvector ? "?::public.vector" : "?::float8[]"}, now())`,
@@ -92,17 +92,19 @@ export class PgVectorStore extends VectorStore {
   /** similaritySearchVectorWithScore returns the k nearest memories of the filter's organization, with cosine distances. */
   async similaritySearchVectorWithScore(query: number[], k: number, filter?: MemoryFilter): Promise<[DocumentInterface, number][]> {
     if (!filter?.organization) throw new Error("a memory search needs filter.organization");
+    const ns = filter.namespace;
+    const namespaces = ns === undefined ? null : `{${(typeof ns === "string" ? [ns] : ns).map((n) => JSON.stringify(n)).join(",")}}`;
     const distance = this.usesPgvector
       ? `embedding operator(public.<=>) ?::public.vector`
       : `1 - (select coalesce(sum(a * b), 0) from unnest(embedding, ?::float8[]) as t(a, b))`;
     const rows = (await this.db.orm.em.getConnection().execute(
-      `select content, metadata, ${distance} as distance from ${this.table}
-       where organization = ? and (?::text is null or namespace = ?)
+      `select id, content, metadata, ${distance} as distance from ${this.table}
+       where organization = ? and (?::text[] is null or namespace = any(?::text[]))
        order by distance asc limit ?`,
-      [this.literal(query), filter.organization, filter.namespace ?? null, filter.namespace ?? null, k],
-    )) as { content: string; metadata: Record<string, unknown> | string; distance: number | string }[];
+      [this.literal(query), filter.organization, namespaces, namespaces, k],
+    )) as { id: string; content: string; metadata: Record<string, unknown> | string; distance: number | string }[];
     return rows.map((r) => [
-      new Document({ pageContent: r.content, metadata: typeof r.metadata === "string" ? JSON.parse(r.metadata) : r.metadata }),
+      new Document({ id: r.id, pageContent: r.content, metadata: typeof r.metadata === "string" ? JSON.parse(r.metadata) : r.metadata }),
       Number(r.distance),
     ]);
   }

@@ -36,13 +36,18 @@ export function createPgRecordStore<S extends DescMessage>(db: Database, schema:
       if (!valid(name)) return false;
       return (await em().nativeDelete(RecordEntity, { collection, id: idOf(name), organization: org })) > 0;
     },
-    async list(org, pageSize, pageToken) {
+    async list(org, pageSize, pageToken, where = {}) {
       const after = decodePageToken(pageToken);
-      const rows = await em().find(
-        RecordEntity,
-        after === undefined ? { collection, organization: org } : { collection, organization: org, id: { $lt: after } },
-        { orderBy: { id: "desc" }, limit: pageSize + 1 },
+      // Equality on fields of the stored JSON: keys are the fields' JSON names, checked against the descriptor.
+      const data = Object.fromEntries(
+        Object.entries(where).map(([name, value]) => {
+          const f = schema.fields.find((x) => x.name === name);
+          if (!f) throw new Error(`${schema.typeName} has no field "${name}"`);
+          return [f.jsonName, value];
+        }),
       );
+      const filter = { collection, organization: org, ...(after === undefined ? {} : { id: { $lt: after } }), ...(Object.keys(data).length ? { data } : {}) };
+      const rows = await em().find(RecordEntity, filter, { orderBy: { id: "desc" }, limit: pageSize + 1 });
       const page = rows.slice(0, pageSize);
       return { records: page.map((r) => recordOf(r.data)), nextPageToken: rows.length > pageSize ? encodePageToken(page[page.length - 1].id) : "" };
     },

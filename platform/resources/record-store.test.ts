@@ -55,6 +55,22 @@ function recordStoreContract(name: string, open: () => Promise<{ store: RecordSt
       expect(await s.get("org-a", "cohorts/not-a-uuid")).toBeUndefined();
     });
 
+    test("lists only the records whose field equals the filter, still page by page", async (s) => {
+      const org = `filter-${uuidv7().slice(-8)}`;
+      const wanted: string[] = [];
+      for (let i = 0; i < 4; i++) {
+        const c = cohort(i % 2 ? "Night owls" : "Early birds");
+        await s.put(org, c);
+        if (i % 2) wanted.push(c.name);
+      }
+      await s.put("someone-else", cohort("Night owls"));
+      const p1 = await s.list(org, 1, "", { display_name: "Night owls" });
+      const p2 = await s.list(org, 1, p1.nextPageToken, { display_name: "Night owls" });
+      expect([...p1.records, ...p2.records].map((r) => r.name)).toEqual([...wanted].reverse());
+      expect(p2.nextPageToken).toBe("");
+      expect((await s.list(org, 10, "", { display_name: "Nobody" })).records).toEqual([]);
+    });
+
     test("lists newest first, page by page", async (s) => {
       const org = `pages-${uuidv7().slice(-8)}`;
       const made: string[] = [];

@@ -18,9 +18,15 @@ export interface RecordStore<M> {
   put(org: string, record: M): Promise<void>;
   /** delete removes; false when absent. */
   delete(org: string, name: string): Promise<boolean>;
-  /** list returns a page of records, newest first. */
-  list(org: string, pageSize: number, pageToken: string): Promise<{ records: M[]; nextPageToken: string }>;
+  /**
+   * list returns a page of records, newest first; `where` keeps only records
+   * whose string fields (by proto name) equal the given values.
+   */
+  list(org: string, pageSize: number, pageToken: string, where?: RecordFilter): Promise<{ records: M[]; nextPageToken: string }>;
 }
+
+/** RecordFilter is field equality on a record's singular string fields, by proto field name (`campaign`). */
+export type RecordFilter = Readonly<Record<string, string>>;
 
 /** createMemoryStore keeps records in a Map, copying on the way in and out so callers cannot change stored records. */
 export function createMemoryStore<S extends DescMessage>(schema: S): RecordStore<MessageShape<S>> {
@@ -36,11 +42,16 @@ export function createMemoryStore<S extends DescMessage>(schema: S): RecordStore
     async delete(org, n) {
       return m.get(n)?.org === org && m.delete(n);
     },
-    async list(org, pageSize, pageToken) {
+    async list(org, pageSize, pageToken, where = {}) {
       const after = decodePageToken(pageToken);
+      const matches = Object.entries(where).map(([name, value]) => {
+        const f = schema.fields.find((x) => x.name === name);
+        if (!f) throw new Error(`${schema.typeName} has no field "${name}"`);
+        return (r: MessageShape<S>) => (r as unknown as Record<string, unknown>)[f.localName] === value;
+      });
       // Names end in UUIDv7 ids: descending name order is newest first.
       const all = [...m.entries()]
-        .filter(([n, v]) => v.org === org && (after === undefined || n.slice(n.indexOf("/") + 1) < after))
+        .filter(([n, v]) => v.org === org && (after === undefined || n.slice(n.indexOf("/") + 1) < after) && matches.every((ok) => ok(v.record)))
         .sort(([a], [b]) => (a < b ? 1 : -1))
         .map(([, v]) => v.record);
       const page = all.slice(0, pageSize);
@@ -51,6 +62,27 @@ export function createMemoryStore<S extends DescMessage>(schema: S): RecordStore
       };
     },
   };
+}
+
+/**
+ * Dependant is a collection whose records refer to this collection's records
+ * by a string field (V2 assets name their `campaign`). A Delete of a record
+ * with dependants fails with FAILED_PRECONDITION unless the request sets
+ * `force`, which deletes the dependants first (AIP-135).
+ */
+export interface Dependant {
+  /** collection names the dependants in messages, for example `assets`. */
+  readonly collection: string;
+  /** store keeps them. */
+  readonly store: RecordStore<MessageShape<DescMessage>>;
+  /** field is the proto name of their reference field, for example `campaign`. */
+  readonly field: string;
+}
+
+/** ResourceServiceOptions tune the standard methods of one resource service. */
+export interface ResourceServiceOptions {
+  /** dependants are the collections that refer to this one. */
+  readonly dependants?: readonly Dependant[];
 }
 
 const serverFields = new Set(["name", "create_time", "update_time"]);
@@ -64,7 +96,11 @@ type AnyRecord = Record<string, unknown> & { name: string };
  * (`icps/{icp}`), the request fields from the method's input messages. Every
  * V1 resource service is this one piece of code over its own store.
  */
-export function createResourceServiceImpl<S extends DescService>(service: S, store: RecordStore<MessageShape<DescMessage>>): ServiceImpl<S> {
+export function createResourceServiceImpl<S extends DescService>(
+  service: S,
+  store: RecordStore<MessageShape<DescMessage>>,
+  options: ResourceServiceOptions = {},
+): ServiceImpl<S> {
   const impl: Record<string, (req: never, ctx: HandlerContext) => unknown> = {};
   for (const method of service.methods) {
     const verb = /^(Create|Get|List|Update|Delete)/.exec(method.name)?.[1];
@@ -86,10 +122,16 @@ export function createResourceServiceImpl<S extends DescService>(service: S, sto
         impl[method.localName] = (req: { name: string }, ctx: HandlerContext) => must(store, organizationOf(ctx.requestHeader), req.name);
         break;
       case "List": {
-        const plural = method.output.fields.find((f) => f.fieldKind === "list")!.localName;
-        impl[method.localName] = async (req: { pageSize: number; pageToken: string }, ctx: HandlerContext) => {
-          const { records, nextPageToken } = await store.list(organizationOf(ctx.requestHeader), req.pageSize || 50, req.pageToken);
-          return { [plural]: records, nextPageToken };
+        const plural = method.output.fields.find((f) => f.fieldKind === "list")!;
+        const resourceFields = plural.fieldKind === "list" && plural.listKind === "message" ? plural.message.fields : [];
+        // Request fields named like a string field of the resource filter by it (`campaign` of ListAssetsRequest).
+        const filters = input.fields.filter(
+          (f) => f.fieldKind === "scalar" && f.name !== "page_token" && resourceFields.some((r) => r.name === f.name && r.fieldKind === "scalar" && r.scalar === f.scalar),
+        );
+        impl[method.localName] = async (req: Record<string, unknown> & { pageSize: number; pageToken: string }, ctx: HandlerContext) => {
+          const where = Object.fromEntries(filters.filter((f) => req[f.localName] !== "").map((f) => [f.name, req[f.localName] as string]));
+          const { records, nextPageToken } = await store.list(organizationOf(ctx.requestHeader), req.pageSize || 50, req.pageToken, where);
+          return { [plural.localName]: records, nextPageToken };
         };
         break;
       }
@@ -115,8 +157,23 @@ export function createResourceServiceImpl<S extends DescService>(service: S, sto
         break;
       }
       case "Delete":
-        impl[method.localName] = async (req: { name: string }, ctx: HandlerContext) => {
-          if (!(await store.delete(organizationOf(ctx.requestHeader), req.name))) throw notFound(req.name);
+        impl[method.localName] = async (req: { name: string; force?: boolean }, ctx: HandlerContext) => {
+          const org = organizationOf(ctx.requestHeader);
+          await must(store, org, req.name);
+          for (const d of options.dependants ?? []) {
+            const where = { [d.field]: req.name };
+            if (!req.force) {
+              if ((await d.store.list(org, 1, "", where)).records.length > 0) {
+                throw new ConnectError(`${req.name} still has ${d.collection}; delete them first, or set force to delete them with it`, Code.FailedPrecondition);
+              }
+              continue;
+            }
+            // Delete page by page from the start: each page is gone before the next is read.
+            for (let page = await d.store.list(org, 100, "", where); page.records.length > 0; page = await d.store.list(org, 100, "", where)) {
+              for (const r of page.records) await d.store.delete(org, (r as unknown as { name: string }).name);
+            }
+          }
+          if (!(await store.delete(org, req.name))) throw notFound(req.name);
           return {};
         };
         break;
