@@ -44,7 +44,7 @@ Options:
   migrate: `Usage: raptorflow migrate
 
 Applies the pending database migrations of every service that owns a schema
-(today: orchestrator, v1-agents). The database is DATABASE_URL, or, without it, each
+(today: orchestrator, v1-agents, v2-agents). The database is DATABASE_URL, or, without it, each
 service's embedded PostgreSQL in RAPTORFLOW_DATA_DIR (default .data). Services
 also migrate at start-up unless DATABASE_MIGRATE_ON_START=false.`,
 };
@@ -131,9 +131,11 @@ export async function main(argv: string[]): Promise<number> {
         if (positionals.length) return bad(command, `unexpected argument "${positionals[0]}"`);
         const { openOrchestratorDatabase } = await import("../services/orchestrator/store/open-store.js");
         const { openV1Database } = await import("../services/v1-agents/server.js");
+        const { openV2Database } = await import("../services/v2-agents/server.js");
         for (const [name, open] of [
           ["orchestrator", openOrchestratorDatabase],
           ["v1-agents", openV1Database],
+          ["v2-agents", openV2Database],
         ] as const) {
           const db = await open();
           try {

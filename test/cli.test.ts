@@ -56,16 +56,18 @@ describe.concurrent("raptorflow CLI", () => {
     expect(r.stdout).toContain("Usage: raptorflow serve <service>");
   });
 
-  it("migrate applies the orchestrator's migrations once, then says it is up to date", async () => {
+  it("migrate applies each service's migrations once, then says it is up to date", async () => {
     const dataDir = mkdtempSync(join(tmpdir(), "raptorflow-migrate-"));
     try {
       const first = await run(["migrate"], { RAPTORFLOW_DATA_DIR: dataDir, DATABASE_URL: "" });
       expect(first.code).toBe(0);
       expect(first.stdout).toMatch(/orchestrator \(embedded\): applied Migration20261125000000_runs/);
       expect(first.stdout).toMatch(/v1-agents \(embedded\): applied Migration20261125010000_records/);
+      expect(first.stdout).toMatch(/v2-agents \(embedded\): applied Migration20261202000000_records, Migration20261202000100_memories/);
       const again = await run(["migrate"], { RAPTORFLOW_DATA_DIR: dataDir, DATABASE_URL: "" });
       expect(again.stdout).toMatch(/orchestrator \(embedded\): up to date/);
       expect(again.stdout).toMatch(/v1-agents \(embedded\): up to date/);
+      expect(again.stdout).toMatch(/v2-agents \(embedded\): up to date/);
     } finally {
       rmSync(dataDir, { recursive: true, force: true });
     }
@@ -113,7 +115,7 @@ describe.concurrent("raptorflow CLI", () => {
   });
 
   it("serve with an unknown LLM provider exits 1 naming the variable", async () => {
-    const r = await run(["serve", "v2-agents"], { V2_AGENTS_PORT: "0", LLM_PROVIDER: "nope" });
+    const r = await run(["serve", "v2-agents"], { V2_AGENTS_PORT: "0", LLM_PROVIDER: "nope", DATA_STORE: "memory" });
     expect(r.code).toBe(1);
     expect(r.stderr).toContain("LLM_PROVIDER");
     expect(r.stderr).toContain("nope");
@@ -122,7 +124,7 @@ describe.concurrent("raptorflow CLI", () => {
   it("serve v2-agents listens on a port and exits 0 on SIGTERM", async () => {
     const child = spawn(process.execPath, [bin, "serve", "v2-agents"], {
       cwd: root,
-      env: cleanEnv({ V2_AGENTS_PORT: "0" }),
+      env: cleanEnv({ V2_AGENTS_PORT: "0", DATA_STORE: "memory" }),
       stdio: ["ignore", "pipe", "pipe"],
     });
     let stdout = "";

@@ -131,3 +131,23 @@ export function dataStoreOf(env: Record<string, string | undefined>): "postgres"
   if (v === "memory") return "memory";
   throw new Error(`DATA_STORE must be "postgres" (the default) or "memory", got "${v}"`);
 }
+
+/**
+ * openServiceDatabase opens a service's database unless DATA_STORE=memory
+ * (then undefined: the service keeps its data in the process), and applies
+ * pending migrations at start-up unless DATABASE_MIGRATE_ON_START=false.
+ */
+export async function openServiceDatabase(options: DatabaseOptions): Promise<Database | undefined> {
+  const env = options.env ?? process.env;
+  if (dataStoreOf(env) === "memory") return undefined;
+  const db = await openDatabase(options);
+  if (env.DATABASE_MIGRATE_ON_START !== "false") {
+    try {
+      await db.migrate();
+    } catch (e) {
+      await db.close();
+      throw e;
+    }
+  }
+  return db;
+}

@@ -52,3 +52,23 @@ export function reportDependency(health: DependencyHealth, name: string, ping: (
   timer.unref();
   return () => clearInterval(timer);
 }
+
+/**
+ * withDatabase gives a server a database's life: its health follows the
+ * database (healthFollowsDatabase) and closing it closes the database after
+ * the server has drained. Without a database (DATA_STORE=memory) it is the
+ * server itself.
+ */
+export function withDatabase<T extends Servable & { close(): Promise<void> }>(server: T, db: Database | undefined): T {
+  if (!db) return server;
+  const health = healthFollowsDatabase(server, db);
+  return {
+    ...server,
+    setServing: health.setServing,
+    async close() {
+      health.stop();
+      await server.close();
+      await db.close();
+    },
+  };
+}

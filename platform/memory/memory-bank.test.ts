@@ -1,30 +1,19 @@
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { Migration } from "@mikro-orm/migrations";
 import { Code, ConnectError } from "@connectrpc/connect";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createScratchDatabase, postgresAvailable } from "../../test/support/databases.js";
 import { openDatabase } from "../db/database.js";
 import { LocalEmbeddings } from "./local-embeddings.js";
 import { createInProcessMemoryBank, createPgMemoryBank, type MemoryBank } from "./memory-bank.js";
-import { memoryTableMigrationSql } from "./pg-vector-store.js";
+import { memoryTableMigration } from "./pg-vector-store.js";
 
 const embeddings = new LocalEmbeddings();
 
-/** MemoriesMigration makes a memories table the way a service's migration does: pgvector when the server has it. */
-class MemoriesMigration extends Migration {
-  override async up(): Promise<void> {
-    const available = await this.execute(`select 1 from pg_available_extensions where name = 'vector'`);
-    for (const sql of memoryTableMigrationSql("bank_test", embeddings.dimensions, available.length > 0)) this.addSql(sql);
-  }
-  override async down(): Promise<void> {
-    this.addSql(`drop table if exists "bank_test"."memories"`);
-  }
-}
 
 async function openPgBank(env: Record<string, string>, cleanup: () => Promise<void>) {
-  const db = await openDatabase({ service: "bank-test", schema: "bank_test", entities: [], migrations: [{ name: "memories", class: MemoriesMigration }], env });
+  const db = await openDatabase({ service: "bank-test", schema: "bank_test", entities: [], migrations: [{ name: "memories", class: memoryTableMigration("bank_test", embeddings.dimensions) }], env });
   await db.migrate();
   const warnings: string[] = [];
   const bank = await createPgMemoryBank({ db, table: "bank_test.memories", embeddings, warn: (m) => warnings.push(m) });

@@ -2,6 +2,7 @@ import { randomUUID } from "node:crypto";
 import { Document, type DocumentInterface } from "@langchain/core/documents";
 import type { EmbeddingsInterface } from "@langchain/core/embeddings";
 import { VectorStore } from "@langchain/core/vectorstores";
+import { Migration } from "@mikro-orm/migrations";
 import type { Database } from "../db/database.js";
 
 /** MemoryFilter scopes a search: always to an organization, optionally to a namespace (brand memory, runs …). */
@@ -135,4 +136,22 @@ export function memoryTableMigrationSql(schema: string, dimensions: number, hasP
       "create_time" timestamptz not null)`,
     `create index "memories_org_namespace" on "${schema}"."memories" ("organization", "namespace")`,
   ];
+}
+
+/**
+ * memoryTableMigration makes the migration that adds a schema's memories
+ * table, with pgvector when the server has the extension and exact search on
+ * arrays when it does not.
+ */
+export function memoryTableMigration(schema: string, dimensions: number): new (...args: ConstructorParameters<typeof Migration>) => Migration {
+  return class MemoriesMigration extends Migration {
+    override async up(): Promise<void> {
+      const available = await this.execute(`select 1 from pg_available_extensions where name = 'vector'`);
+      for (const sql of memoryTableMigrationSql(schema, dimensions, available.length > 0)) this.addSql(sql);
+    }
+
+    override async down(): Promise<void> {
+      this.addSql(`drop table if exists "${schema}"."memories"`);
+    }
+  };
 }

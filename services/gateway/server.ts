@@ -6,6 +6,9 @@ import { IcpService } from "../../gen/raptorflow/v1/icp_pb.js";
 import { IntelligenceService } from "../../gen/raptorflow/v1/intelligence_pb.js";
 import { MetricService } from "../../gen/raptorflow/v1/metric_pb.js";
 import { MoveService } from "../../gen/raptorflow/v1/move_pb.js";
+import { AssetService as V2AssetService } from "../../gen/raptorflow/v2/asset_pb.js";
+import { CampaignService as V2CampaignService } from "../../gen/raptorflow/v2/campaign_pb.js";
+import { MemoryService } from "../../gen/raptorflow/v2/memory_pb.js";
 import { OrchestratorService } from "../../gen/raptorflow/v3/orchestrator_pb.js";
 import { upstreamTransport } from "../../mesh/clients.js";
 import { topology } from "../../mesh/topology.js";
@@ -30,8 +33,8 @@ function wholeSetting(env: Record<string, string | undefined>, key: string, fall
 }
 
 /**
- * build assembles RaptorFlow's API gateway: `/v3` (the orchestrator) and the
- * legacy V1 routes (v1-agents), transcoded from the contracts, plus Connect
+ * build assembles RaptorFlow's API gateway: `/v3` (the orchestrator), the
+ * legacy V1 routes (v1-agents) and V2's records (`/v2`, v2-agents), transcoded from the contracts, plus Connect
  * and gRPC-Web, all forwarded to the mesh over grpc-js. It does not listen.
  */
 export async function build(options: GatewayOptions = {}): Promise<FastifyInstance> {
@@ -43,6 +46,7 @@ export async function build(options: GatewayOptions = {}): Promise<FastifyInstan
   const rateLimiter = kv ? createRateLimiter(kv, { limit: rateLimit, windowMs: wholeSetting(env, "GATEWAY_RATE_LIMIT_WINDOW_MS", 60_000) }) : undefined;
   const orchestrator = upstreamTransport("orchestrator", { env });
   const v1 = upstreamTransport("v1-agents", { env });
+  const v2 = upstreamTransport("v2-agents", { env });
   return createGatewayApp({
     services: [
       { service: OrchestratorService, transport: orchestrator },
@@ -51,6 +55,8 @@ export async function build(options: GatewayOptions = {}): Promise<FastifyInstan
         service,
         transport: v1,
       })),
+      // V2's campaigns, assets and memories live on v2-agents.
+      ...[V2CampaignService, V2AssetService, MemoryService].map((service) => ({ service, transport: v2 })),
     ],
     timeoutMs: topology.orchestrator.callPolicy.timeoutMs,
     title: "RaptorFlow API",
@@ -62,6 +68,7 @@ export async function build(options: GatewayOptions = {}): Promise<FastifyInstan
     onClose: async () => {
       orchestrator.close();
       v1.close();
+      v2.close();
       await kv?.close();
     },
   });

@@ -7,8 +7,9 @@ import { IntelligenceService } from "../../gen/raptorflow/v1/intelligence_pb.js"
 import { MetricSchema, MetricService } from "../../gen/raptorflow/v1/metric_pb.js";
 import { MoveSchema, MoveService } from "../../gen/raptorflow/v1/move_pb.js";
 import { buildAgentServer } from "../../platform/agents/agent-server.js";
-import { dataStoreOf, openDatabase, type Database } from "../../platform/db/database.js";
-import { healthFollowsDatabase } from "../../platform/db/health.js";
+import { providerFromEnv } from "../../platform/llm/provider-from-env.js";
+import { openDatabase, openServiceDatabase, type Database, type DatabaseOptions } from "../../platform/db/database.js";
+import { withDatabase } from "../../platform/db/health.js";
 import { createIntelligenceImpl } from "./intelligence-service.js";
 import { createPgRecordStore } from "../../platform/resources/pg-record-store.js";
 import { RecordEntity } from "../../platform/resources/record-table.js";
@@ -25,9 +26,12 @@ const resources: readonly (readonly [DescService, DescMessage])[] = [
   [AssetService, AssetSchema],
 ];
 
+/** v1Database says where V1 keeps its records: its own schema. */
+const v1Database = (env: Record<string, string | undefined>): DatabaseOptions => ({ service: "v1-agents", schema: schemaName, entities: [RecordEntity], migrations, env });
+
 /** openV1Database opens V1's schema (DATABASE_URL, or the embedded PGlite). */
 export function openV1Database(env: Record<string, string | undefined> = process.env): Promise<Database> {
-  return openDatabase({ service: "v1-agents", schema: schemaName, entities: [RecordEntity], migrations, env });
+  return openDatabase(v1Database(env));
 }
 
 /**
@@ -37,13 +41,12 @@ export function openV1Database(env: Record<string, string | undefined> = process
  * the process with DATA_STORE=memory.
  */
 export async function build(env: Record<string, string | undefined> = process.env): Promise<ReturnType<typeof buildAgentServer>> {
-  let db: Database | undefined;
-  if (dataStoreOf(env) === "postgres") {
-    db = await openV1Database(env);
-    if (env.DATABASE_MIGRATE_ON_START !== "false") await db.migrate();
-  }
+  // Configuration errors first: a bad LLM_PROVIDER fails before the database opens.
+  const provider = providerFromEnv(env);
+  const db = await openServiceDatabase(v1Database(env));
   const server = buildAgentServer({
     catalogDir: import.meta.dirname,
+    provider,
     services: ({ catalog, provider }) => [
       ...resources.map(([service, schema]) => ({
         service,
@@ -52,14 +55,5 @@ export async function build(env: Record<string, string | undefined> = process.en
       { service: IntelligenceService, impl: createIntelligenceImpl(catalog, provider) },
     ],
   });
-  const health = healthFollowsDatabase(server, db);
-  return {
-    ...server,
-    setServing: health.setServing,
-    async close() {
-      health.stop();
-      await server.close();
-      await db?.close();
-    },
-  };
+  return withDatabase(server, db);
 }

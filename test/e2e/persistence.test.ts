@@ -48,6 +48,31 @@ describe("through the gateway", () => {
     const feedback = await post(`/v3/${run.json.name}/feedback`, { rating: 1 }, asB);
     expect(feedback.status).toBe(404);
   });
+
+  it("serves V2's campaigns, assets and memory search under /v2, scoped to the organization", async () => {
+    const asA = { "grpc-metadata-x-raptorflow-organization": "org-a" };
+    const campaign = await post("/v2/campaigns", { displayName: "Spring launch", goal: "Book 500 test rides", channels: ["email"], state: "CAMPAIGN_STATE_DRAFT" }, asA);
+    expect(campaign.status).toBe(200);
+    expect(campaign.json.name).toMatch(/^campaigns\//);
+    const asset = await post("/v2/assets", { displayName: "Launch email", campaign: campaign.json.name, kind: "ASSET_KIND_EMAIL", content: "Ride before you buy." }, asA);
+    expect(asset.status).toBe(200);
+    const listed = (await (await fetch(`${mesh.gatewayUrl}/v2/assets?campaign=${campaign.json.name}`, { headers: asA })).json()) as { assets: { name: string }[] };
+    expect(listed.assets.map((a) => a.name)).toEqual([asset.json.name]);
+    const refused = await fetch(`${mesh.gatewayUrl}/v2/${campaign.json.name}`, { method: "DELETE", headers: asA });
+    expect(refused.status).toBe(400);
+    expect(((await refused.json()) as { code: number }).code).toBe(9);
+    expect((await fetch(`${mesh.gatewayUrl}/v2/${campaign.json.name}?force=true`, { method: "DELETE", headers: asA })).status).toBe(200);
+
+    const memory = await post("/v2/memories", { kind: "MEMORY_KIND_BRAND", content: "Never say cheap; say fair price." }, asA);
+    expect(memory.status).toBe(200);
+    const search = await post("/v2/memories:search", { query: "can we call it cheap?" }, asA);
+    expect((search.json as unknown as { matches: { memory: { name: string } }[] }).matches[0].memory.name).toBe(memory.json.name);
+    const theirs = await post("/v2/memories:search", { query: "can we call it cheap?" }, { "grpc-metadata-x-raptorflow-organization": "org-b" });
+    expect((theirs.json as unknown as { matches?: unknown[] }).matches ?? []).toEqual([]);
+    const bad = await post("/v2/memories", { kind: "MEMORY_KIND_BRAND" }, asA);
+    expect(bad.status).toBe(400);
+    expect(bad.json.message).toContain("content");
+  });
 });
 
 describe("the embedded database", () => {
@@ -63,7 +88,8 @@ describe("the embedded database", () => {
 
   /** agents starts both agent services with model calls that take `latencyMs`. */
   const agents = async (latencyMs: number) => {
-    const env = { ...process.env, NODE_ENV: "test", V1_AGENTS_PORT: "0", V2_AGENTS_PORT: "0", OFFLINE_LLM_LATENCY_MS: String(latencyMs) };
+    // The agents keep their records in the process: this test is about the orchestrator's database.
+    const env = { ...process.env, NODE_ENV: "test", V1_AGENTS_PORT: "0", V2_AGENTS_PORT: "0", OFFLINE_LLM_LATENCY_MS: String(latencyMs), DATA_STORE: "memory" };
     const v1 = await forkService("v1-agents", env);
     const v2 = await forkService("v2-agents", env);
     started.push(v1, v2);

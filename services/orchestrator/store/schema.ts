@@ -1,6 +1,6 @@
 import { EntitySchema } from "@mikro-orm/core";
 import { Migration } from "@mikro-orm/migrations";
-import { memoryTableMigrationSql } from "../../../platform/memory/pg-vector-store.js";
+import { memoryTableMigration } from "../../../platform/memory/pg-vector-store.js";
 
 /** RunRow is a run in the orchestrator's schema; route, output and usage keep their protobuf JSON form. */
 export interface RunRow {
@@ -191,27 +191,12 @@ export class Migration20261125000000 extends Migration {
   }
 }
 
-/**
- * Migration20261125020000 adds the orchestrator's vector memory (similar past
- * runs and what else it learns), with pgvector when the server has it and
- * exact search on arrays when it does not.
- */
-export class Migration20261125020000 extends Migration {
-  override async up(): Promise<void> {
-    const available = await this.execute(`select 1 from pg_available_extensions where name = 'vector'`);
-    for (const sql of memoryTableMigrationSql(schemaName, memoryDimensions, available.length > 0)) this.addSql(sql);
-  }
-
-  override async down(): Promise<void> {
-    this.addSql(`drop table if exists "orchestrator"."memories"`);
-  }
-}
-
 /** memoryDimensions is the length of the orchestrator's memory embeddings (LocalEmbeddings' default). */
 export const memoryDimensions = 256;
 
 /** migrations are the orchestrator's versioned migrations, oldest first. */
 export const migrations = [
   { name: "Migration20261125000000_runs", class: Migration20261125000000 },
-  { name: "Migration20261125020000_memories", class: Migration20261125020000 },
+  // The orchestrator's vector memory: similar past runs and what else it learns.
+  { name: "Migration20261125020000_memories", class: memoryTableMigration(schemaName, memoryDimensions) },
 ];

@@ -1,0 +1,17 @@
+import { memoryTableMigration } from "../../../platform/memory/pg-vector-store.js";
+import { recordsMigration } from "../../../platform/resources/record-table.js";
+
+/** schemaName is V2's own PostgreSQL schema. */
+export const schemaName = "v2";
+
+/** memoryDimensions is the length of V2's memory embeddings (LocalEmbeddings' default). */
+export const memoryDimensions = 256;
+
+/** memoryTable is where V2 keeps brand memory, preferences, knowledge and lessons. */
+export const memoryTable = `${schemaName}.memories`;
+
+/** migrations are V2's versioned migrations, oldest first: its records (campaigns, assets), then its memories. */
+export const migrations = [
+  { name: "Migration20261202000000_records", class: recordsMigration(schemaName) },
+  { name: "Migration20261202000100_memories", class: memoryTableMigration(schemaName, memoryDimensions) },
+];
