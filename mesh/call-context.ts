@@ -1,3 +1,5 @@
+import { createHash } from "node:crypto";
+import { toBinary, type DescMessage, type MessageShape } from "@bufbuild/protobuf";
 import { Code, ConnectError } from "@connectrpc/connect";
 
 /**
@@ -35,6 +37,32 @@ export function organizationOf(header: Headers): string {
     throw new ConnectError(`${organizationHeader}: "${org}" is not an organization id (lower-case letters, digits, -)`, Code.InvalidArgument);
   }
   return org;
+}
+
+/** Idempotency is a create's idempotency key with a digest of its request. */
+export interface Idempotency {
+  /** key is the client's `Idempotency-Key` (or a request's `request_id`). */
+  readonly key: string;
+  /** hash is a digest of the request, to tell a retry from a different request reusing the key. */
+  readonly hash: string;
+}
+
+/**
+ * idempotencyOf is a create's idempotency: the call's `idempotency-key`
+ * metadata (the gateway fills it from `Idempotency-Key`), or else
+ * `fallbackKey`, with a SHA-256 of the request message in its canonical
+ * binary form. Undefined when the call has no key.
+ */
+export function idempotencyOf<S extends DescMessage>(schema: S, request: MessageShape<S>, header: Headers, fallbackKey?: string): Idempotency | undefined {
+  const key = idempotencyKeyOf(header) ?? (fallbackKey || undefined);
+  if (key === undefined) return undefined;
+  const canonical = toBinary(schema, request, { writeUnknownFields: false });
+  return { key, hash: createHash("sha256").update(canonical).digest("hex") };
+}
+
+/** keyReused is the error for an idempotency key reused with another request. */
+export function keyReused(key: string): ConnectError {
+  return new ConnectError(`idempotency key "${key}" was already used for a different request`, Code.AlreadyExists);
 }
 
 /** idempotencyKeyOf is the call's `idempotency-key` metadata (REST: `Idempotency-Key`), when it has a valid one. */

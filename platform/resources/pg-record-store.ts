@@ -1,9 +1,11 @@
 import { fromJson, toJson, type DescMessage, type JsonValue, type MessageShape } from "@bufbuild/protobuf";
+import { UniqueConstraintViolationException } from "@mikro-orm/core";
 import type { EntityManager } from "@mikro-orm/postgresql";
+import { keyReused } from "../../mesh/call-context.js";
 import type { Database } from "../db/database.js";
 import { decodePageToken, encodePageToken } from "../pagination.js";
 import type { RecordStore } from "./resource-service.js";
-import { RecordEntity } from "./record-table.js";
+import { RecordEntity, RecordKeyEntity, type RecordRow } from "./record-table.js";
 
 /**
  * createPgRecordStore keeps one collection in its service's PostgreSQL schema
@@ -14,23 +16,53 @@ export function createPgRecordStore<S extends DescMessage>(db: Database, schema:
   const idOf = (name: string) => name.slice(collection.length + 1);
   const valid = (name: string) => name.startsWith(`${collection}/`) && /^[0-9a-f-]{36}$/.test(idOf(name));
   const recordOf = (data: unknown) => fromJson(schema, data as JsonValue, { ignoreUnknownFields: true });
+  const rowOf = (org: string, record: MessageShape<S>): RecordRow => {
+    const json = toJson(schema, record) as unknown as { name: string; createTime?: string; updateTime?: string };
+    return {
+      collection,
+      id: idOf(json.name),
+      organization: org,
+      data: json,
+      createTime: new Date(json.createTime ?? Date.now()),
+      updateTime: new Date(json.updateTime ?? Date.now()),
+    };
+  };
+  /** replay returns what an idempotency key already made, or fails when the key was used for another request. */
+  const replay = async (m: EntityManager, org: string, idem: { key: string; hash: string }) => {
+    const existing = await m.findOne(RecordKeyEntity, { organization: org, collection, key: idem.key });
+    if (!existing) return undefined;
+    if (existing.requestHash !== idem.hash) throw keyReused(idem.key);
+    const row = await m.findOne(RecordEntity, { collection, id: existing.recordId, organization: org });
+    return row ? { record: recordOf(row.data), created: false } : undefined;
+  };
   return {
+    async create(org, record, idem) {
+      try {
+        return await em().transactional(async (tx) => {
+          const first = idem && (await replay(tx as EntityManager, org, idem));
+          if (first) return first;
+          const row = rowOf(org, record);
+          await tx.insert(RecordEntity, row);
+          // The key is claimed in the same transaction: of two creates with one key, one commits.
+          if (idem) await tx.insert(RecordKeyEntity, { organization: org, collection, key: idem.key, requestHash: idem.hash, recordId: row.id, createTime: new Date() });
+          return { record, created: true };
+        });
+      } catch (e) {
+        // Two creates with one key at once: the loser reads what the winner stored.
+        if (e instanceof UniqueConstraintViolationException && idem) {
+          const first = await replay(em(), org, idem);
+          if (first) return first;
+        }
+        throw e;
+      }
+    },
     async get(org, name) {
       if (!valid(name)) return undefined;
       const row = await em().findOne(RecordEntity, { collection, id: idOf(name), organization: org });
       return row ? recordOf(row.data) : undefined;
     },
     async put(org, record) {
-      const name = (record as unknown as { name: string }).name;
-      const json = toJson(schema, record) as { createTime?: string; updateTime?: string };
-      await em().upsert(RecordEntity, {
-        collection,
-        id: idOf(name),
-        organization: org,
-        data: json,
-        createTime: new Date(json.createTime ?? Date.now()),
-        updateTime: new Date(json.updateTime ?? Date.now()),
-      });
+      await em().upsert(RecordEntity, rowOf(org, record));
     },
     async delete(org, name) {
       if (!valid(name)) return false;

@@ -10,12 +10,21 @@ import { CohortSchema } from "../../gen/raptorflow/v1/cohort_pb.js";
 import { createScratchDatabase, postgresAvailable } from "../../test/support/databases.js";
 import { openDatabase, type Database } from "../db/database.js";
 import { createPgRecordStore } from "./pg-record-store.js";
-import { RecordEntity, recordsMigration } from "./record-table.js";
+import { recordEntities, recordKeysMigration, recordsMigration } from "./record-table.js";
 import { createMemoryStore, type RecordStore } from "./resource-service.js";
 
 /** openRecords opens a schema of its own holding only a records table, as V1 and V2 each have. */
 const openRecords = (env: Record<string, string>) =>
-  openDatabase({ service: "records-test", schema: "records_test", entities: [RecordEntity], migrations: [{ name: "records", class: recordsMigration("records_test") }], env });
+  openDatabase({
+    service: "records-test",
+    schema: "records_test",
+    entities: recordEntities,
+    migrations: [
+      { name: "records", class: recordsMigration("records_test") },
+      { name: "record_keys", class: recordKeysMigration("records_test") },
+    ],
+    env,
+  });
 
 type Cohort = MessageShape<typeof CohortSchema>;
 const cohort = (displayName: string): Cohort =>
@@ -53,6 +62,28 @@ function recordStoreContract(name: string, open: () => Promise<{ store: RecordSt
       expect(await s.delete("org-b", c.name)).toBe(false);
       expect((await s.get("org-a", c.name))?.displayName).toBe("Secret segment");
       expect(await s.get("org-a", "cohorts/not-a-uuid")).toBeUndefined();
+    });
+
+    test("create with an idempotency key: a retry gets the first record, another request with the key is ALREADY_EXISTS", async (s) => {
+      const org = `idem-${uuidv7().slice(-8)}`;
+      const first = cohort("Loyal buyers");
+      const made = await s.create(org, first, { key: "k-1", hash: "h-1" });
+      expect(made.created).toBe(true);
+      const retry = await s.create(org, cohort("Loyal buyers"), { key: "k-1", hash: "h-1" });
+      expect(retry).toEqual({ record: first, created: false });
+      const other = await s.create(org, cohort("Someone else"), { key: "k-1", hash: "h-2" }).catch((e: unknown) => ConnectError.from(e));
+      expect((other as ConnectError).code).toBe(Code.AlreadyExists);
+      // Keys are per organization.
+      expect((await s.create("another-org", cohort("Loyal buyers"), { key: "k-1", hash: "h-1" })).created).toBe(true);
+      expect((await s.list(org, 10, "")).records.map((r) => r.name)).toEqual([first.name]);
+    });
+
+    test("two creates with one key at the same time make one record", async (s) => {
+      const org = `race-${uuidv7().slice(-8)}`;
+      const results = await Promise.all([0, 1, 2].map(() => s.create(org, cohort("Racing"), { key: "same", hash: "same" })));
+      expect(results.filter((r) => r.created)).toHaveLength(1);
+      expect(new Set(results.map((r) => r.record.name)).size).toBe(1);
+      expect((await s.list(org, 10, "")).records).toHaveLength(1);
     });
 
     test("lists only the records whose field equals the filter, still page by page", async (s) => {

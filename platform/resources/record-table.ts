@@ -29,6 +29,57 @@ export const RecordEntity = new EntitySchema<RecordRow>({
   },
 });
 
+/** RecordKeyRow remembers which record a client's idempotency key created, and for which request. */
+export interface RecordKeyRow {
+  organization: string;
+  collection: string;
+  key: string;
+  requestHash: string;
+  recordId: string;
+  createTime: Date;
+}
+
+/** RecordKeyEntity maps a service's `record_keys` table (idempotency keys of creates). */
+export const RecordKeyEntity = new EntitySchema<RecordKeyRow>({
+  name: "RecordKeyRow",
+  tableName: "record_keys",
+  properties: {
+    organization: { type: "string", primary: true },
+    collection: { type: "string", primary: true },
+    key: { type: "string", primary: true },
+    requestHash: { type: "string", fieldName: "request_hash" },
+    recordId: { type: "uuid", fieldName: "record_id" },
+    createTime: { type: "datetime", fieldName: "create_time" },
+  },
+});
+
+/** recordEntities are the tables of a service that keeps records. */
+export const recordEntities = [RecordEntity, RecordKeyEntity];
+
+/**
+ * recordKeysMigration makes the migration that creates a schema's
+ * record_keys table: which record an idempotency key created, per
+ * organization and collection, with a digest of the request.
+ */
+export function recordKeysMigration(schema: string): new (...args: ConstructorParameters<typeof Migration>) => Migration {
+  return class RecordKeysMigration extends Migration {
+    override async up(): Promise<void> {
+      this.addSql(`create table "${schema}"."record_keys" (
+        "organization" text not null,
+        "collection" text not null,
+        "key" text not null,
+        "request_hash" text not null,
+        "record_id" uuid not null,
+        "create_time" timestamptz not null,
+        primary key ("organization", "collection", "key"))`);
+    }
+
+    override async down(): Promise<void> {
+      this.addSql(`drop table if exists "${schema}"."record_keys"`);
+    }
+  };
+}
+
 /**
  * recordsMigration makes the migration that creates a schema's records
  * table: one row per record of any collection, the record in its protobuf

@@ -3,7 +3,7 @@ import { timestampNow, type FieldMask } from "@bufbuild/protobuf/wkt";
 import { Code, ConnectError, type HandlerContext, type ServiceImpl } from "@connectrpc/connect";
 import { uuidv7 } from "uuidv7";
 import { resource } from "../../gen/google/api/resource_pb.js";
-import { organizationOf } from "../../mesh/call-context.js";
+import { idempotencyOf, keyReused, organizationOf, type Idempotency } from "../../mesh/call-context.js";
 import { decodePageToken, encodePageToken } from "../pagination.js";
 
 /**
@@ -12,6 +12,13 @@ import { decodePageToken, encodePageToken } from "../pagination.js";
  * (store/pg-record-store.ts) and the in-process store implement it.
  */
 export interface RecordStore<M> {
+  /**
+   * create stores a new record. With an idempotency key already used for
+   * the same request it returns the record that key created (`created:
+   * false`); for a different request, ALREADY_EXISTS. Two creates with one
+   * key at once make one record.
+   */
+  create(org: string, record: M, idempotency?: Idempotency): Promise<{ record: M; created: boolean }>;
   /** get returns a record by name, or undefined. */
   get(org: string, name: string): Promise<M | undefined>;
   /** put inserts or replaces. */
@@ -31,7 +38,22 @@ export type RecordFilter = Readonly<Record<string, string>>;
 /** createMemoryStore keeps records in a Map, copying on the way in and out so callers cannot change stored records. */
 export function createMemoryStore<S extends DescMessage>(schema: S): RecordStore<MessageShape<S>> {
   const m = new Map<string, { org: string; record: MessageShape<S> }>();
+  const keys = new Map<string, { hash: string; name: string }>();
   return {
+    async create(org, r, idem) {
+      const name = (r as unknown as { name: string }).name;
+      // Checked and claimed without an await between: one create per key.
+      const k = idem && `${org}\0${idem.key}`;
+      const existing = k === undefined ? undefined : keys.get(k);
+      if (existing && idem) {
+        if (existing.hash !== idem.hash) throw keyReused(idem.key);
+        const first = m.get(existing.name);
+        if (first) return { record: clone(schema, first.record), created: false };
+      }
+      if (k !== undefined && idem) keys.set(k, { hash: idem.hash, name });
+      m.set(name, { org, record: clone(schema, r) });
+      return { record: clone(schema, r), created: true };
+    },
     async get(org, n) {
       const v = m.get(n);
       return v && v.org === org ? clone(schema, v.record) : undefined;
@@ -113,8 +135,9 @@ export function createResourceServiceImpl<S extends DescService>(
           const record = clone(field.message, req[field.localName] as MessageShape<DescMessage>) as unknown as AnyRecord;
           const now = timestampNow();
           Object.assign(record, { name: `${collection}/${uuidv7()}`, createTime: now, updateTime: now });
-          await store.put(organizationOf(ctx.requestHeader), record as unknown as MessageShape<DescMessage>);
-          return record;
+          // A retried create with the same Idempotency-Key gets the record the first one made.
+          const idem = idempotencyOf(input, req as MessageShape<DescMessage>, ctx.requestHeader);
+          return (await store.create(organizationOf(ctx.requestHeader), record as unknown as MessageShape<DescMessage>, idem)).record;
         };
         break;
       }

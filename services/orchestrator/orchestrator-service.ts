@@ -1,5 +1,4 @@
-import { createHash } from "node:crypto";
-import { create, toBinary, type JsonObject, type MessageInitShape } from "@bufbuild/protobuf";
+import { create, type JsonObject, type MessageInitShape } from "@bufbuild/protobuf";
 import { timestampNow } from "@bufbuild/protobuf/wkt";
 import { Code, ConnectError, type Client, type HandlerContext, type ServiceImpl } from "@connectrpc/connect";
 import { uuidv7 } from "uuidv7";
@@ -19,25 +18,21 @@ import {
   RouteDecisionSchema,
 } from "../../gen/raptorflow/v3/orchestrator_pb.js";
 import { paginate } from "../../platform/pagination.js";
-import { forwardHeaders, idempotencyKeyOf, organizationOf } from "../../mesh/call-context.js";
+import { forwardHeaders, idempotencyOf, organizationOf, type Idempotency } from "../../mesh/call-context.js";
 import type { Router } from "./router.js";
-import type { Idempotency, RunStore } from "./run-store.js";
+import type { RunStore } from "./run-store.js";
 import type { SharedContext } from "./shared-context.js";
 import { needsRewrite, rewriteStep, withQualityGate } from "./quality-gate.js";
 import { planFrom, plannerAgent, plannerStep, wantsPlanner } from "./v2-planner.js";
 import type { RunEvents } from "./run-events.js";
 
 /**
- * idempotencyOf is the request's idempotency key (the `idempotency-key`
- * metadata, which the gateway fills from `Idempotency-Key`, or else
- * `request_id`) with a digest of the request, so a retry is told apart from a
- * different request that reuses the key.
+ * runIdempotency is a CreateRun's idempotency: the `idempotency-key`
+ * metadata, or else `request_id`, with a digest of the request without its
+ * request_id, so a retry is told apart from a different request that reuses the key.
  */
-function idempotencyOf(req: CreateRunRequest, header: Headers): Idempotency | undefined {
-  const key = idempotencyKeyOf(header) ?? (req.requestId || undefined);
-  if (key === undefined) return undefined;
-  const canonical = toBinary(CreateRunRequestSchema, create(CreateRunRequestSchema, { ...req, requestId: "" }), { writeUnknownFields: false });
-  return { key, hash: createHash("sha256").update(canonical).digest("hex") };
+function runIdempotency(req: CreateRunRequest, header: Headers): Idempotency | undefined {
+  return idempotencyOf(CreateRunRequestSchema, create(CreateRunRequestSchema, { ...req, requestId: "" }), header, req.requestId);
 }
 
 /** overBudget says how a run's usage went past its budget, or undefined when it did not. */
@@ -115,7 +110,7 @@ export function createOrchestratorImpl(deps: OrchestratorDeps): ServiceImpl<type
     });
     // The run is stored before anything is acknowledged or done. A retry with
     // the same idempotency key gets the run the first attempt created.
-    const { run, created } = await deps.store.create(org, accepted, idempotencyOf(req, ctx.requestHeader));
+    const { run, created } = await deps.store.create(org, accepted, runIdempotency(req, ctx.requestHeader));
     if (!created) {
       yield { event: { case: "run", value: run } };
       return;

@@ -3,13 +3,10 @@ import { decodePageToken, encodePageToken } from "../../platform/pagination.js";
 import { Code, ConnectError } from "@connectrpc/connect";
 import { FeedbackSchema, Run_State, RunSchema, type Feedback, type Run } from "../../gen/raptorflow/v3/orchestrator_pb.js";
 
-/** Idempotency is a client's key for a create and a digest of what it asked. */
-export interface Idempotency {
-  /** key is the client's `Idempotency-Key` (or the request's `request_id`). */
-  readonly key: string;
-  /** hash is a digest of the request, to tell a retry from a different request reusing the key. */
-  readonly hash: string;
-}
+import { keyReused, type Idempotency } from "../../mesh/call-context.js";
+
+/** Idempotency is a create's key and request digest (defined with the call context, where it is read). */
+export type { Idempotency };
 
 /** RunPage is one page of runs, newest first. */
 export interface RunPage {
@@ -59,10 +56,6 @@ export function idOf(name: string): string {
   return name.slice("runs/".length);
 }
 
-/** keyReused is the error for an idempotency key reused with another request. */
-export function keyReused(key: string): ConnectError {
-  return new ConnectError(`idempotency key "${key}" was already used for a different request`, Code.AlreadyExists);
-}
 
 /** createMemoryRunStore is the in-process RunStore: the same behaviour, kept in Maps (state is lost on restart). */
 export function createMemoryRunStore(): RunStore {

@@ -12,7 +12,7 @@ import { openDatabase, openServiceDatabase, type Database, type DatabaseOptions 
 import { withDatabase } from "../../platform/db/health.js";
 import { createIntelligenceImpl } from "./intelligence-service.js";
 import { createPgRecordStore } from "../../platform/resources/pg-record-store.js";
-import { RecordEntity } from "../../platform/resources/record-table.js";
+import { recordEntities } from "../../platform/resources/record-table.js";
 import { collectionOf, createMemoryStore, createResourceServiceImpl } from "../../platform/resources/resource-service.js";
 import { migrations, schemaName } from "./store/schema.js";
 
@@ -27,7 +27,7 @@ const resources: readonly (readonly [DescService, DescMessage])[] = [
 ];
 
 /** v1Database says where V1 keeps its records: its own schema. */
-const v1Database = (env: Record<string, string | undefined>): DatabaseOptions => ({ service: "v1-agents", schema: schemaName, entities: [RecordEntity], migrations, env });
+const v1Database = (env: Record<string, string | undefined>): DatabaseOptions => ({ service: "v1-agents", schema: schemaName, entities: recordEntities, migrations, env });
 
 /** openV1Database opens V1's schema (DATABASE_URL, or the embedded PGlite). */
 export function openV1Database(env: Record<string, string | undefined> = process.env): Promise<Database> {

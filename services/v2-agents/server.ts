@@ -8,13 +8,13 @@ import { withDatabase } from "../../platform/db/health.js";
 import { LocalEmbeddings } from "../../platform/memory/local-embeddings.js";
 import { createInProcessMemoryBank, createPgMemoryBank } from "../../platform/memory/memory-bank.js";
 import { createPgRecordStore } from "../../platform/resources/pg-record-store.js";
-import { RecordEntity } from "../../platform/resources/record-table.js";
+import { recordEntities } from "../../platform/resources/record-table.js";
 import { createMemoryStore, createResourceServiceImpl } from "../../platform/resources/resource-service.js";
 import { createMemoryServiceImpl } from "./memory-service.js";
 import { memoryDimensions, memoryTable, migrations, schemaName } from "./store/schema.js";
 
 /** v2Database says where V2 keeps its campaigns, assets and memories: its own schema. */
-const v2Database = (env: Record<string, string | undefined>): DatabaseOptions => ({ service: "v2-agents", schema: schemaName, entities: [RecordEntity], migrations, env });
+const v2Database = (env: Record<string, string | undefined>): DatabaseOptions => ({ service: "v2-agents", schema: schemaName, entities: recordEntities, migrations, env });
 
 /** openV2Database opens V2's schema (DATABASE_URL, or the embedded PGlite). */
 export function openV2Database(env: Record<string, string | undefined> = process.env): Promise<Database> {

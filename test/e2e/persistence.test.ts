@@ -63,6 +63,17 @@ describe("through the gateway", () => {
     expect(((await refused.json()) as { code: number }).code).toBe(9);
     expect((await fetch(`${mesh.gatewayUrl}/v2/${campaign.json.name}?force=true`, { method: "DELETE", headers: asA })).status).toBe(200);
 
+    // Creates of records are idempotent too, the legacy V1 routes included.
+    for (const path of ["/v2/campaigns", "/api/icps"]) {
+      const key = { ...asA, "idempotency-key": `create-${path}` };
+      const once = await post(path, { displayName: "Retried create" }, key);
+      const again = await post(path, { displayName: "Retried create" }, key);
+      expect(again.json.name).toBe(once.json.name);
+      const clash = await post(path, { displayName: "Another create" }, key);
+      expect(clash.status).toBe(409);
+      expect(clash.json.message).toContain(`create-${path}`);
+    }
+
     const memory = await post("/v2/memories", { kind: "MEMORY_KIND_BRAND", content: "Never say cheap; say fair price." }, asA);
     expect(memory.status).toBe(200);
     const search = await post("/v2/memories:search", { query: "can we call it cheap?" }, asA);

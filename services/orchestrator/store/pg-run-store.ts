@@ -6,7 +6,8 @@ import { UsageSchema } from "../../../gen/raptorflow/agent/v1/agent_pb.js";
 import { RouteDecisionSchema, Run_State, RunSchema, RunStepSchema, type Run } from "../../../gen/raptorflow/v3/orchestrator_pb.js";
 import type { Database } from "../../../platform/db/database.js";
 import { decodePageToken, encodePageToken } from "../../../platform/pagination.js";
-import { idOf, keyReused, type RunStore } from "../run-store.js";
+import { keyReused } from "../../../mesh/call-context.js";
+import { idOf, type RunStore } from "../run-store.js";
 import { ContextEntity, FeedbackEntity, IdempotencyEntity, RunEntity, StepEntity, type RunRow } from "./schema.js";
 
 const active = [Run_State[Run_State.PENDING], Run_State[Run_State.RUNNING]].map((s) => `STATE_${s}`);
