@@ -18,4 +18,13 @@ describe("price table", () => {
     expect(() => createPriceTable({ MODEL_PRICES: JSON.stringify({ x: { input: "a" } }) })).toThrow(/MODEL_PRICES\["x"\]/);
     expect(() => createPriceTable({ MODEL_PRICES: "{nope" })).toThrow(/MODEL_PRICES is not JSON/);
   });
+
+  it("prices the Vertex AI and Bedrock default models, Flash-Lite apart from Flash", () => {
+    const p = createPriceTable({});
+    expect(p.cost("gemini-2.5-flash", 1_000_000, 1_000_000)).toBeCloseTo(2.8, 10);
+    expect(p.cost("gemini-2.5-flash-lite", 1_000_000, 1_000_000)).toBeCloseTo(0.5, 10);
+    expect(p.cost("gemini-2.5-pro", 1_000_000, 1_000_000)).toBeCloseTo(11.25, 10);
+    expect(p.cost("global.anthropic.claude-haiku-4-5-20251001-v1:0", 1_000_000, 1_000_000)).toBeCloseTo(6, 10);
+    expect(p.cost("global.anthropic.claude-sonnet-4-5-20250929-v1:0", 1_000_000, 1_000_000)).toBeCloseTo(18, 10);
+  });
 });

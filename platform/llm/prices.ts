@@ -8,15 +8,25 @@ export interface ModelPrice {
 
 /**
  * defaultPrices are list prices in USD per million tokens (OpenAI's
- * published prices for these models; the offline models cost nothing).
- * MODEL_PRICES (JSON: {"model": {"input": n, "output": n}}) adds or
- * overrides entries, for other models and negotiated prices.
+ * published prices for its models; Google Cloud's Vertex AI pricing page for
+ * Gemini, standard tier, text, prompts up to 200K tokens; Amazon Bedrock's
+ * pricing page for Anthropic's models on demand through the `global.`
+ * cross-region inference profiles, prompts up to 200K tokens; the offline
+ * models cost nothing). MODEL_PRICES (JSON: {"model": {"input": n,
+ * "output": n}}) adds or overrides entries, for other models, regional
+ * inference profiles and negotiated prices.
  */
 export const defaultPrices: Readonly<Record<string, ModelPrice>> = {
   "offline-fast-1": { input: 0, output: 0 },
   "offline-capable-1": { input: 0, output: 0 },
   "gpt-4o-mini": { input: 0.15, output: 0.6 },
   "gpt-4o": { input: 2.5, output: 10 },
+  "gemini-2.5-flash": { input: 0.3, output: 2.5 },
+  // Listed so that the family match does not price Flash-Lite as Flash.
+  "gemini-2.5-flash-lite": { input: 0.1, output: 0.4 },
+  "gemini-2.5-pro": { input: 1.25, output: 10 },
+  "global.anthropic.claude-haiku-4-5-20251001-v1:0": { input: 1, output: 5 },
+  "global.anthropic.claude-sonnet-4-5-20250929-v1:0": { input: 3, output: 15 },
 };
 
 /** PriceTable gives the cost of a call. */

@@ -2,6 +2,8 @@ import type { LlmProvider } from "./llm-provider.js";
 import { createOfflineProvider } from "./offline-provider.js";
 import { createOpenAIProvider } from "./openai-provider.js";
 import { createFallbackProvider } from "./fallback-provider.js";
+import { createVertexProvider } from "./vertex-provider.js";
+import { createBedrockProvider } from "./bedrock-provider.js";
 
 /**
  * providerFromEnv picks the LLM provider from `LLM_PROVIDER`. The embedded
@@ -36,7 +38,48 @@ export function providerFromEnv(env: Record<string, string | undefined> = proces
         name: baseURL ? "openai-compatible" : "openai",
       });
     }
+    case "vertex": {
+      // Google Vertex AI with Application Default Credentials (a service account, gcloud's login, the metadata server).
+      const project = env.GOOGLE_CLOUD_PROJECT;
+      if (!project) throw new Error("LLM_PROVIDER=vertex needs GOOGLE_CLOUD_PROJECT (the Google Cloud project that runs the models)");
+      if (env.VERTEX_API_ENDPOINT?.includes("://")) {
+        throw new Error(`VERTEX_API_ENDPOINT is a host name (host or host:port, always HTTPS), got "${env.VERTEX_API_ENDPOINT}"`);
+      }
+      return createVertexProvider({
+        project,
+        location: env.VERTEX_LOCATION || "us-central1",
+        models: { fast: env.VERTEX_MODEL_FAST || "gemini-2.5-flash", capable: env.VERTEX_MODEL_CAPABLE || "gemini-2.5-pro" },
+        apiEndpoint: env.VERTEX_API_ENDPOINT || undefined,
+        timeoutMs: milliseconds(env, "VERTEX_TIMEOUT_MS"),
+      });
+    }
+    case "bedrock": {
+      // Amazon Bedrock with the standard AWS credential chain (environment, profile, SSO, web identity, ECS or EC2 role).
+      const region = env.AWS_REGION || env.AWS_DEFAULT_REGION;
+      if (!region) throw new Error("LLM_PROVIDER=bedrock needs AWS_REGION (or AWS_DEFAULT_REGION), the region of the Bedrock models");
+      if (env.BEDROCK_ENDPOINT && !URL.canParse(env.BEDROCK_ENDPOINT)) {
+        throw new Error(`BEDROCK_ENDPOINT must be a URL such as https://bedrock-runtime.us-east-1.amazonaws.com, got "${env.BEDROCK_ENDPOINT}"`);
+      }
+      return createBedrockProvider({
+        region,
+        // Claude 4.5 models are served on demand through inference profiles; `global.` routes to any region with capacity.
+        models: {
+          fast: env.BEDROCK_MODEL_FAST || "global.anthropic.claude-haiku-4-5-20251001-v1:0",
+          capable: env.BEDROCK_MODEL_CAPABLE || "global.anthropic.claude-sonnet-4-5-20250929-v1:0",
+        },
+        endpoint: env.BEDROCK_ENDPOINT || undefined,
+        timeoutMs: milliseconds(env, "BEDROCK_TIMEOUT_MS"),
+      });
+    }
     default:
-      throw new Error(`LLM_PROVIDER="${name}" is not supported; supported: offline, openai`);
+      throw new Error(`LLM_PROVIDER="${name}" is not supported; supported: offline, openai, vertex, bedrock`);
   }
+}
+
+/** milliseconds reads an optional positive whole number of milliseconds, failing at start-up naming the variable. */
+function milliseconds(env: Record<string, string | undefined>, variable: string): number | undefined {
+  const raw = env[variable];
+  if (!raw) return undefined;
+  if (!/^\d+$/.test(raw) || Number(raw) === 0) throw new Error(`${variable} must be a positive whole number of milliseconds, got "${raw}"`);
+  return Number(raw);
 }
