@@ -5,7 +5,7 @@ import { buildAgentServer } from "../../platform/agents/agent-server.js";
 import { providerFromEnv } from "../../platform/llm/provider-from-env.js";
 import { openDatabase, openServiceDatabase, type Database, type DatabaseOptions } from "../../platform/db/database.js";
 import { withDatabase } from "../../platform/db/health.js";
-import { LocalEmbeddings } from "../../platform/memory/local-embeddings.js";
+import { embeddingsFromEnv } from "../../platform/memory/embeddings-from-env.js";
 import { createInProcessMemoryBank, createPgMemoryBank } from "../../platform/memory/memory-bank.js";
 import { createPgRecordStore } from "../../platform/resources/pg-record-store.js";
 import { recordEntities } from "../../platform/resources/record-table.js";
@@ -31,8 +31,8 @@ export function openV2Database(env: Record<string, string | undefined> = process
 export async function build(env: Record<string, string | undefined> = process.env): Promise<ReturnType<typeof buildAgentServer>> {
   // Configuration errors first: a bad LLM_PROVIDER fails before the database opens.
   const provider = providerFromEnv(env);
+  const embeddings = embeddingsFromEnv(memoryDimensions, env);
   const db = await openServiceDatabase(v2Database(env));
-  const embeddings = new LocalEmbeddings({ dimensions: memoryDimensions });
   try {
     const bank = db ? await createPgMemoryBank({ db, table: memoryTable, embeddings }) : createInProcessMemoryBank(embeddings);
     const campaigns = db ? createPgRecordStore(db, CampaignSchema, "campaigns") : createMemoryStore(CampaignSchema);
