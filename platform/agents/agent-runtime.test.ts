@@ -1,8 +1,10 @@
 import { Code, ConnectError } from "@connectrpc/connect";
 import { describe, expect, it } from "vitest";
+import { keysSchema, type JsonSchema } from "../llm/json-schema.js";
 import type { LlmChunk, LlmProvider, LlmRequest, LlmResponse, ModelTierName } from "../llm/llm-provider.js";
 import { buildPrompt, parseOutput, runAgent, type AgentCall } from "./agent-runtime.js";
 import type { AgentDefinition } from "./catalog.js";
+import { maxProblems } from "./schema-validator.js";
 
 const agent: AgentDefinition = {
   id: "ad_variants",
@@ -15,9 +17,59 @@ const agent: AgentDefinition = {
   tools: [],
   inputs: ["platform", "offer"],
   outputs: ["variants", "testing_matrix"],
+  // The schemas a catalog entry without its own stands for: the keys, each of any value.
+  inputSchema: keysSchema(["platform", "offer"], "input"),
+  outputSchema: keysSchema(["variants", "testing_matrix"], "output"),
   examples: [],
   systemPrompt: "# Ad Variants\n\nReturn `variants` and `testing_matrix`.",
 };
+
+/** segmentsOutput is a typed output schema in the strict subset, as a catalog's. */
+const segmentsOutput: JsonSchema = {
+  type: "object",
+  properties: {
+    segments: {
+      type: "array",
+      description: "Segments, largest first.",
+      minItems: 1,
+      maxItems: 3,
+      items: {
+        type: "object",
+        properties: {
+          name: { type: "string", description: "The segment's name.", maxLength: 40 },
+          size: { type: "integer", description: "People in it.", minimum: 0 },
+          priority: { type: "string", description: "How much it matters.", enum: ["high", "low"] },
+        },
+        required: ["name", "size", "priority"],
+        additionalProperties: false,
+      },
+    },
+    summary: { type: "string", description: "One sentence." },
+  },
+  required: ["segments", "summary"],
+  additionalProperties: false,
+};
+
+/** typed is an agent with typed input and output schemas. */
+const typed: AgentDefinition = {
+  ...agent,
+  id: "market_intel",
+  inputs: ["budget", "channels"],
+  outputs: ["segments", "summary"],
+  inputSchema: {
+    type: "object",
+    properties: {
+      budget: { type: "number", description: "Budget in US dollars.", minimum: 0 },
+      channels: { type: "array", description: "Channels.", items: { type: "string" } },
+    },
+    required: [],
+    additionalProperties: true,
+  },
+  outputSchema: segmentsOutput,
+  systemPrompt: "# Market Intel\n\nReturn `segments` and `summary`.",
+};
+
+const typedGood = JSON.stringify({ segments: [{ name: "commuters", size: 1200, priority: "high" }], summary: "Commuters lead." });
 
 const call: AgentCall = {
   input: "Write three LinkedIn ads for our bike launch",
@@ -72,6 +124,13 @@ describe("buildPrompt", () => {
     expect(prompt.indexOf("## Inputs")).toBeLessThan(prompt.indexOf("## Shared context"));
   });
 
+  it("shows the output JSON Schema, compact, so a model knows the shape", () => {
+    const prompt = buildPrompt(typed, call);
+    const output = prompt.slice(prompt.indexOf("## Output"));
+    expect(output).toContain("segments, summary");
+    expect(output).toContain(JSON.stringify(segmentsOutput));
+  });
+
   it("says there is no shared context yet when the context is empty", () => {
     const prompt = buildPrompt(agent, { ...call, context: {} });
     expect(prompt).toContain("## Shared context\n<shared_context>\n(none yet)\n</shared_context>");
@@ -118,6 +177,86 @@ describe("parseOutput", () => {
   it("reports JSON that is not an object", () => {
     expect(parseOutput(agent, "[1, 2]")).toEqual({ problems: ["the answer must be a JSON object"] });
     expect(parseOutput(agent, "42")).toEqual({ problems: ["the answer must be a JSON object"] });
+  });
+});
+
+describe("parseOutput against a typed output schema", () => {
+  it("accepts an answer that satisfies the schema", () => {
+    expect(parseOutput(typed, typedGood)).toEqual({ output: JSON.parse(typedGood) });
+  });
+
+  it("names the JSON pointer and what is wrong", () => {
+    const r = parseOutput(typed, JSON.stringify({ segments: [{ name: "commuters", size: "1.2k", priority: "high" }], summary: "x" }));
+    expect(r).toEqual({ problems: ["/segments/0/size: must be integer"] });
+  });
+
+  it("names a missing key, a missing nested property, an extra nested property and a value outside the enum", () => {
+    const r = parseOutput(typed, JSON.stringify({ segments: [{ name: "a", priority: "urgent", colour: "red" }] }));
+    expect("problems" in r && r.problems).toEqual(
+      expect.arrayContaining([
+        'missing key "summary"',
+        '/segments/0: missing property "size"',
+        '/segments/0: has the property "colour", which is not allowed',
+        '/segments/0/priority: must be one of "high", "low"',
+      ]),
+    );
+  });
+
+  it("names broken array and string bounds", () => {
+    const r = parseOutput(typed, JSON.stringify({ segments: [], summary: "x" }));
+    expect(r).toEqual({ problems: ["/segments: must NOT have fewer than 1 items"] });
+    const long = parseOutput(typed, JSON.stringify({ segments: [{ name: "n".repeat(41), size: 1, priority: "low" }], summary: "x" }));
+    expect(long).toEqual({ problems: ["/segments/0/name: must NOT have more than 40 characters"] });
+  });
+
+  it(`shows at most ${maxProblems} problems and counts the rest`, () => {
+    const bad = Array.from({ length: 3 }, () => ({ name: 1, size: "x", priority: 2 }));
+    const wide: AgentDefinition = { ...typed, outputSchema: { ...segmentsOutput, properties: { ...segmentsOutput.properties, segments: { ...segmentsOutput.properties!.segments, maxItems: 20 } } } };
+    const r = parseOutput(wide, JSON.stringify({ segments: [...bad, ...bad, ...bad], summary: 3 }));
+    expect("problems" in r && r.problems).toHaveLength(maxProblems + 1);
+    expect("problems" in r && r.problems.at(-1)).toMatch(/^… and \d+ more problems$/);
+  });
+
+  it("drops keys other than the agent's before validating, as before", () => {
+    const r = parseOutput(typed, JSON.stringify({ ...JSON.parse(typedGood), notes: "extra" }));
+    expect(r).toEqual({ output: JSON.parse(typedGood) });
+  });
+});
+
+describe("runAgent with typed schemas", () => {
+  it("sends the output schema with the request, for providers that can constrain output", async () => {
+    const provider = fakeProvider([{ text: typedGood, inputTokens: 1, outputTokens: 1 }]);
+    await runAgent(provider, typed, { ...call, parameters: { budget: 5000 } });
+    expect(provider.requests[0].outputSchema).toBe(segmentsOutput);
+    expect(provider.requests[0].outputKeys).toEqual(["segments", "summary"]);
+  });
+
+  it("fails with INVALID_ARGUMENT naming each bad field before any model call", async () => {
+    const provider = fakeProvider([]);
+    const err = await runAgent(provider, typed, { ...call, parameters: { budget: "5k", channels: ["email", 3], platform: "any other key is fine" } }).then(
+      () => undefined,
+      (e: unknown) => e,
+    );
+    expect(err).toBeInstanceOf(ConnectError);
+    expect((err as ConnectError).code).toBe(Code.InvalidArgument);
+    expect((err as ConnectError).rawMessage).toContain("parameters.budget: must be number");
+    expect((err as ConnectError).rawMessage).toContain("parameters.channels[1]: must be string");
+    expect(provider.requests).toHaveLength(0);
+  });
+
+  it("repairs an answer of the wrong shape by naming the JSON path, then fails with INTERNAL naming it again", async () => {
+    const wrong = JSON.stringify({ segments: [{ name: "commuters", size: 1.5, priority: "high" }], summary: "x" });
+    const provider = fakeProvider([
+      { text: wrong, inputTokens: 1, outputTokens: 1 },
+      { text: wrong, inputTokens: 1, outputTokens: 1 },
+    ]);
+    const err = await runAgent(provider, typed, call).then(
+      () => undefined,
+      (e: unknown) => e,
+    );
+    expect(provider.requests[1].prompt).toContain("Your previous answer was rejected\n/segments/0/size: must be integer");
+    expect((err as ConnectError).code).toBe(Code.Internal);
+    expect((err as ConnectError).rawMessage).toContain("/segments/0/size: must be integer");
   });
 });
 

@@ -2,6 +2,7 @@ import { Code, ConnectError } from "@connectrpc/connect";
 import type { JsonObject } from "@bufbuild/protobuf";
 import type { LlmProvider, LlmRequest, LlmResponse, LlmTool, ModelTierName, ToolCall } from "../llm/llm-provider.js";
 import type { AgentDefinition } from "./catalog.js";
+import { validationProblems } from "./schema-validator.js";
 
 /** AgentCall is one request to run an agent. */
 export interface AgentCall {
@@ -49,8 +50,38 @@ export function buildPrompt(agent: AgentDefinition, call: AgentCall): string {
     `## Request\n<user_request>\n${fence(call.input)}\n</user_request>`,
     `## Inputs\n<inputs>\n${fence(JSON.stringify(call.parameters))}\n</inputs>`,
     `## Shared context\n<shared_context>\n${Object.keys(call.context).length ? fence(JSON.stringify(call.context)) : "(none yet)"}\n</shared_context>`,
-    `## Output\nReply with a single JSON object with exactly the keys: ${agent.outputs.join(", ")}.`,
+    `## Output\nReply with a single JSON object with exactly the keys: ${agent.outputs.join(", ")}. ` +
+      `It must satisfy this JSON Schema:\n${JSON.stringify(agent.outputSchema)}`,
   ].join("\n\n");
+}
+
+/**
+ * checkParameters validates a call's parameters against the agent's input
+ * schema before any model is called, and fails with INVALID_ARGUMENT naming
+ * each field that does not fit (`parameters.budget: must be number`).
+ */
+export function checkParameters(agent: AgentDefinition, parameters: JsonObject): void {
+  const problems = validationProblems(agent.inputSchema, parameters, "parameters");
+  if (problems.length) {
+    throw new ConnectError(`invalid parameters for agents/${agent.id}: ${problems.join("; ")}`, Code.InvalidArgument);
+  }
+}
+
+/**
+ * llmRequest is the model call that runs an agent: its system prompt, the
+ * user turn, the tier, and the output keys and schema for providers that
+ * can constrain their output.
+ */
+export function llmRequest(agent: AgentDefinition, call: AgentCall): LlmRequest {
+  return {
+    system: agent.systemPrompt,
+    prompt: buildPrompt(agent, call),
+    tier: call.tier ?? agent.modelTier,
+    outputKeys: agent.outputs,
+    outputSchema: agent.outputSchema,
+    signal: call.signal,
+    tools: call.tools,
+  };
 }
 
 /**
@@ -89,6 +120,10 @@ export function leaksSystemPrompt(systemPrompt: string, answer: string): boolean
 /**
  * parseOutput checks a model answer against the agent's output contract and
  * returns the object, or the list of problems to show the model in a repair.
+ * The JSON object is taken from the answer (prose or a code fence around it
+ * is tolerated), keys other than the agent's are dropped, and what is left
+ * must satisfy the output schema; each problem names its JSON pointer
+ * (`/segments/0/size: must be integer`), at most a handful at once.
  */
 export function parseOutput(agent: AgentDefinition, text: string): { output: JsonObject } | { problems: string[] } {
   const start = text.indexOf("{");
@@ -103,19 +138,22 @@ export function parseOutput(agent: AgentDefinition, text: string): { output: Jso
     return { problems: ["the answer must be a JSON object"] };
   }
   const obj = value as JsonObject;
-  const problems = agent.outputs.filter((k) => !(k in obj)).map((k) => `missing key "${k}"`);
+  const output = Object.fromEntries(agent.outputs.filter((k) => k in obj).map((k) => [k, obj[k]])) as JsonObject;
+  const problems = validationProblems(agent.outputSchema, output, "pointer");
   if (leaksSystemPrompt(agent.systemPrompt, JSON.stringify(obj))) {
     problems.push("the answer repeats the system prompt, which must never be disclosed");
   }
   if (problems.length) return { problems };
-  return { output: Object.fromEntries(agent.outputs.map((k) => [k, obj[k]])) as JsonObject };
+  return { output };
 }
 
 /**
- * runAgent builds the prompt, calls the model, validates the answer against
- * the agent's output keys and, when it does not fit, repairs once by showing
- * the model what was wrong. A second bad answer fails with INTERNAL naming
- * the problems; the caller records the failed step.
+ * runAgent checks the parameters against the agent's input schema
+ * (INVALID_ARGUMENT before any model call), builds the prompt, calls the
+ * model, validates the answer against the agent's output schema and, when it
+ * does not fit, repairs once by showing the model what was wrong. A second
+ * bad answer fails with INTERNAL naming the problems; the caller records the
+ * failed step.
  */
 export async function runAgent(
   provider: LlmProvider,
@@ -123,15 +161,9 @@ export async function runAgent(
   call: AgentCall,
   first?: LlmResponse,
 ): Promise<AgentOutcome> {
-  const tier = call.tier ?? agent.modelTier;
-  const req: LlmRequest = {
-    system: agent.systemPrompt,
-    prompt: buildPrompt(agent, call),
-    tier,
-    outputKeys: agent.outputs,
-    signal: call.signal,
-    tools: call.tools,
-  };
+  checkParameters(agent, call.parameters);
+  const req = llmRequest(agent, call);
+  const tier = req.tier;
   const answer = first ?? (await provider.complete(req));
   let usage = { inputTokens: answer.usage.inputTokens, outputTokens: answer.usage.outputTokens, calls: answer.rounds ?? 1 };
   const toolCalls = [...(answer.toolCalls ?? [])];
@@ -141,7 +173,7 @@ export async function runAgent(
   if ("problems" in parsed) {
     const repair = await provider.complete({
       ...req,
-      prompt: `${req.prompt}\n\n## Your previous answer was rejected\n${parsed.problems.join("\n")}\nAnswer again with a corrected JSON object.`,
+      prompt: `${req.prompt}\n\n## Your previous answer was rejected\n${parsed.problems.join("\n")}\nAnswer again with a corrected JSON object that satisfies the JSON Schema of the Output section.`,
     });
     usage = {
       inputTokens: usage.inputTokens + repair.usage.inputTokens,

@@ -2,6 +2,7 @@ import { join } from "node:path";
 import { Code, ConnectError, createClient, createRouterTransport, type Client } from "@connectrpc/connect";
 import { describe, expect, it } from "vitest";
 import { AgentService, AgentSystem, ModelTier, type AgentEvent } from "../../gen/raptorflow/agent/v1/agent_pb.js";
+import type { JsonSchema } from "../llm/json-schema.js";
 import type { LlmProvider, LlmRequest } from "../llm/llm-provider.js";
 import { createOfflineProvider } from "../llm/offline-provider.js";
 import { createAgentServiceImpl } from "./agent-service.js";
@@ -48,6 +49,19 @@ async function errorOf(p: Promise<unknown>): Promise<ConnectError> {
 }
 
 const adVariants = catalog.get("ad_variants")!;
+
+/** enums lists the enum arrays of a schema and its subschemas. */
+function enums(schema: JsonSchema): (readonly string[])[] {
+  return [schema.enum ?? [], ...Object.values(schema.properties ?? {}).flatMap(enums), ...(schema.items ? enums(schema.items) : [])];
+}
+
+/** strings lists every string inside a JSON value. */
+function strings(v: unknown): string[] {
+  if (typeof v === "string") return [v];
+  if (Array.isArray(v)) return v.flatMap(strings);
+  if (v && typeof v === "object") return Object.values(v).flatMap(strings);
+  return [];
+}
 
 describe("AgentService over the V2 catalog", () => {
   it("ListAgents returns a first page of the default size 50, then the remaining 4", async () => {
@@ -122,6 +136,19 @@ describe("AgentService over the V2 catalog", () => {
     expect(a.department).toBe("creative");
     expect(a.outputs).toEqual(adVariants.outputs);
     expect(a.defaultModelTier).toBe(adVariants.modelTier === "fast" ? ModelTier.FAST : ModelTier.CAPABLE);
+    expect(a.inputSchema).toEqual(adVariants.inputSchema);
+    expect(a.outputSchema).toEqual(adVariants.outputSchema);
+    expect(Object.keys(a.outputSchema ?? {})).toContain("properties");
+  });
+
+  it("ListAgents gives every agent its input and output schemas", async () => {
+    const { client } = setup();
+    const res = await client.listAgents({ pageSize: 100 });
+    for (const a of res.agents) {
+      const def = catalog.get(a.name.slice("agents/".length))!;
+      expect(a.inputSchema, a.name).toEqual(def.inputSchema);
+      expect(a.outputSchema, a.name).toEqual(def.outputSchema);
+    }
   });
 
   it("GetAgent insists on the agents/ prefix even without request validation", async () => {
@@ -148,8 +175,10 @@ describe("AgentService over the V2 catalog", () => {
     const res = await client.runAgent({ name: "agents/ad_variants", input: "Write LinkedIn ads for our electric bike launch" });
     expect(res.agent).toBe("agents/ad_variants");
     expect(res.system).toBe(AgentSystem.V2);
-    expect(Object.keys(res.output ?? {}).sort()).toEqual([...adVariants.outputs].sort());
-    for (const v of Object.values(res.output ?? {})) expect(String(v)).toMatch(/^\[offline\]/);
+    expect(Object.keys(res.output ?? {})).toEqual(adVariants.outputs);
+    // Outputs are typed values (objects, arrays, numbers); every string in them is the offline provider's or an enum member.
+    const members = new Set(strings(enums(adVariants.outputSchema)));
+    for (const v of strings(res.output)) if (!members.has(v)) expect(v).toMatch(/^\[offline\]/);
     expect(res.provider).toBe("offline");
     expect(res.model).toMatch(/^offline-/);
     expect(res.promptVersion).toBe(adVariants.promptVersion);
@@ -214,6 +243,56 @@ describe("AgentService over the V2 catalog", () => {
       })(),
     );
     expect(err.code).toBe(Code.NotFound);
+  });
+});
+
+describe("input validation over the V1 catalog", () => {
+  const v1 = loadCatalog(join(import.meta.dirname, "..", "..", "services", "v1-agents"));
+  const v1Setup = () => {
+    const provider = recording();
+    const transport = createRouterTransport((router) => router.service(AgentService, createAgentServiceImpl({ catalog: v1, provider })));
+    return { client: createClient(AgentService, transport), provider };
+  };
+
+  it("RunAgent with parameters that break the input schema is INVALID_ARGUMENT naming the field, and calls no model", async () => {
+    const { client, provider } = v1Setup();
+    const err = await errorOf(
+      client.runAgent({ name: "agents/plan_generator", input: "Plan our launch", parameters: { budget: "5000", timeline_weeks: 8, channels: ["email"] } }),
+    );
+    expect(err.code).toBe(Code.InvalidArgument);
+    expect(err.rawMessage).toContain("parameters.budget: must be number");
+    expect(err.rawMessage).toContain("agents/plan_generator");
+    expect(provider.requests).toHaveLength(0);
+  });
+
+  it("StreamAgent with bad parameters fails the same way before it starts", async () => {
+    const { client, provider } = v1Setup();
+    const events: AgentEvent["event"][] = [];
+    const err = await errorOf(
+      (async () => {
+        for await (const ev of client.streamAgent({ name: "agents/plan_generator", input: "Plan our launch", parameters: { timeline_weeks: 0.5 } })) events.push(ev.event);
+      })(),
+    );
+    expect(err.code).toBe(Code.InvalidArgument);
+    expect(err.rawMessage).toContain("parameters.timeline_weeks: must be integer");
+    expect(events).toHaveLength(0);
+    expect(provider.requests).toHaveLength(0);
+  });
+
+  it("accepts parameters the schema does not name, since one run's parameters reach several agents", async () => {
+    const { client } = v1Setup();
+    const res = await client.runAgent({ name: "agents/plan_generator", input: "Plan our launch", parameters: { budget: 5000, region: "EU", brief: { any: "shape" } } });
+    expect(res.output?.plan_summary).toMatchObject({ budget_usd: expect.any(Number) });
+  });
+
+  it("RunAgent and StreamAgent send the agent's output schema to the provider, and the answer is typed", async () => {
+    const { client, provider } = v1Setup();
+    const tags = v1.get("cohort_tag_generator")!;
+    const res = await client.runAgent({ name: "agents/cohort_tag_generator", input: "Tag our trail-running cohort" });
+    for await (const _ of client.streamAgent({ name: "agents/cohort_tag_generator", input: "Tag our trail-running cohort" })) void _;
+    expect(provider.requests.map((r) => r.outputSchema)).toEqual([tags.outputSchema, tags.outputSchema]);
+    expect(res.output?.interest_tags).toHaveLength(50);
+    expect(res.summary).toContain("interest_tags");
   });
 });
 

@@ -1,4 +1,4 @@
-import { create, fromJsonString, toJsonString } from "@bufbuild/protobuf";
+import { create, fromJsonString, toJsonString, type JsonObject } from "@bufbuild/protobuf";
 import { cacheKey, type ResultCache } from "../kv/result-cache.js";
 import { Code, ConnectError, type HandlerContext, type ServiceImpl } from "@connectrpc/connect";
 import {
@@ -15,7 +15,7 @@ import {
 import type { LlmProvider, LlmResponse, LlmTool, ModelTierName } from "../llm/llm-provider.js";
 import { createPriceTable, type PriceTable } from "../llm/prices.js";
 import { paginate } from "../pagination.js";
-import { buildPrompt, runAgent, type AgentCall, type AgentOutcome } from "./agent-runtime.js";
+import { checkParameters, llmRequest, runAgent, type AgentCall, type AgentOutcome } from "./agent-runtime.js";
 import type { AgentDefinition, Catalog } from "./catalog.js";
 
 /** AgentServiceOptions are the dependencies of an agent service. */
@@ -51,6 +51,9 @@ export function toAgentMessage(a: AgentDefinition): Agent {
     inputs: [...a.inputs],
     outputs: [...a.outputs],
     examples: [...a.examples],
+    // Copies, so nothing done to a message can change the catalog.
+    inputSchema: structuredClone(a.inputSchema) as JsonObject,
+    outputSchema: structuredClone(a.outputSchema) as JsonObject,
   });
 }
 
@@ -105,14 +108,20 @@ export function createAgentServiceImpl(options: AgentServiceOptions): ServiceImp
 
 
   const toolsOf = (agent: AgentDefinition) => (options.tools ?? []).filter((t) => agent.tools.includes(t.name));
-  const callOf = (req: RunAgentRequest, ctx: HandlerContext, agent: AgentDefinition) => ({
-    tools: toolsOf(agent),
-    input: req.input,
-    parameters: req.parameters ?? {},
-    context: req.context ?? {},
-    tier: tierName(req.modelTier),
-    signal: ctx.signal,
-  });
+  // A call's parameters are checked against the agent's input schema first,
+  // so a bad one fails with INVALID_ARGUMENT before the cache or any model.
+  const callOf = (req: RunAgentRequest, ctx: HandlerContext, agent: AgentDefinition): AgentCall => {
+    const parameters = req.parameters ?? {};
+    checkParameters(agent, parameters);
+    return {
+      tools: toolsOf(agent),
+      input: req.input,
+      parameters,
+      context: req.context ?? {},
+      tier: tierName(req.modelTier),
+      signal: ctx.signal,
+    };
+  };
 
   return {
     listAgents(req) {
@@ -150,13 +159,8 @@ export function createAgentServiceImpl(options: AgentServiceOptions): ServiceImp
       const tier = call.tier ?? agent.modelTier;
       yield { event: { case: "started", value: { agent: req.name, provider: provider.name, model: provider.model(tier) } } };
       let done: LlmResponse | undefined;
-      for await (const chunk of provider.stream({
-        system: agent.systemPrompt,
-        prompt: buildPrompt(agent, call),
-        tier,
-        outputKeys: agent.outputs,
-        signal: ctx.signal,
-      })) {
+      // Streamed calls offer no tools yet: the stream is the model's one answer.
+      for await (const chunk of provider.stream({ ...llmRequest(agent, call), tools: undefined })) {
         if ("delta" in chunk) yield { event: { case: "delta", value: chunk.delta } };
         else done = chunk.done;
       }

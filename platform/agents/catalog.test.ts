@@ -2,6 +2,7 @@ import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
+import { schemaProblems, type JsonSchema } from "../llm/json-schema.js";
 import { loadCatalog, type Catalog } from "./catalog.js";
 
 const servicesDir = join(import.meta.dirname, "..", "..", "services");
@@ -12,6 +13,43 @@ function departments(catalog: Catalog): Record<string, number> {
   for (const a of catalog.agents) counts[a.department] = (counts[a.department] ?? 0) + 1;
   return counts;
 }
+
+describe("the agents' typed schemas", () => {
+  it("gives an input field the same type in every agent of both catalogs, since one run's parameters reach several agents", () => {
+    const seen = new Map<string, { type: string; by: string }>();
+    const clashes: string[] = [];
+    for (const a of [...loadCatalog(join(servicesDir, "v1-agents")).agents, ...loadCatalog(join(servicesDir, "v2-agents")).agents]) {
+      for (const [field, s] of Object.entries(a.inputSchema.properties ?? {})) {
+        if (!s.type) continue;
+        const type = s.type === "array" ? `array of ${s.items?.type ?? "any"}` : s.type;
+        const first = seen.get(field);
+        if (!first) seen.set(field, { type, by: a.id });
+        else if (first.type !== type) clashes.push(`${field}: ${first.type} in ${first.by}, ${type} in ${a.id}`);
+      }
+    }
+    expect(clashes).toEqual([]);
+  });
+
+  it("keeps the cohort tag generator's 50 tags and the V1 records' field limits in the V1 schemas", () => {
+    const v1 = loadCatalog(join(servicesDir, "v1-agents"));
+    const tags = v1.get("cohort_tag_generator")!.outputSchema.properties!.interest_tags;
+    expect(tags).toMatchObject({ type: "array", minItems: 50, maxItems: 50, items: { type: "string", maxLength: 100 } });
+    const icp = v1.get("icp_builder")!.outputSchema.properties!.icp.properties!;
+    expect(Object.keys(icp)).toEqual(expect.arrayContaining(["display_name", "industry", "company_size"]));
+    expect(v1.get("plan_generator")!.inputSchema.properties!.budget.type).toBe("number");
+  });
+
+  it("derives every agent's inputs and outputs from its schemas, in order, with output schemas in the strict subset", () => {
+    for (const service of ["v1-agents", "v2-agents"]) {
+      for (const a of loadCatalog(join(servicesDir, service)).agents) {
+        expect(a.inputs, a.id).toEqual(Object.keys(a.inputSchema.properties ?? {}));
+        expect(a.outputs, a.id).toEqual(Object.keys(a.outputSchema.properties ?? {}));
+        expect(schemaProblems(a.outputSchema, "output"), a.id).toEqual([]);
+        expect(schemaProblems(a.inputSchema, "input"), a.id).toEqual([]);
+      }
+    }
+  });
+});
 
 describe("loadCatalog on the real catalogs", () => {
   const v1 = loadCatalog(join(servicesDir, "v1-agents"));
@@ -72,8 +110,8 @@ describe("loadCatalog on malformed catalogs", () => {
     model_tier: "fast",
     prompt_version: "2026-01-01.1",
     tools: [],
-    inputs: ["goal"],
-    outputs: ["answer"],
+    input_schema: { type: "object", properties: { goal: { type: "string", description: "The goal." } }, required: [], additionalProperties: true },
+    output_schema: { type: "object", properties: { answer: { type: "string", description: "The answer." } }, required: ["answer"], additionalProperties: false },
     examples: ["Do the thing."],
     ...extra,
   });
@@ -162,18 +200,11 @@ describe("loadCatalog on malformed catalogs", () => {
     expect(msg).toMatch(/"fast" or "capable"/);
   });
 
-  it("fails on empty outputs, naming the catalog, the agent and the field", () => {
-    const dir = writeCatalog({ system: "v2", agents: [agent("alpha"), agent("beta", { outputs: [] })] }, ["alpha", "beta"]);
+  it.each(["input_schema", "output_schema"])("fails on an entry without %s, naming the catalog, the agent and the field", (field) => {
+    const dir = writeCatalog({ system: "v2", agents: [agent("alpha"), agent("beta", { [field]: undefined })] }, ["alpha", "beta"]);
     const msg = loadError(dir);
     expect(msg).toContain(join(dir, "catalog.json"));
-    expect(msg).toContain("agents[1].outputs");
-  });
-
-  it("fails on outputs that are not strings", () => {
-    const dir = writeCatalog({ system: "v2", agents: [agent("alpha", { outputs: ["ok", 3] })] }, ["alpha"]);
-    const msg = loadError(dir);
-    expect(msg).toContain(join(dir, "catalog.json"));
-    expect(msg).toContain("agents[0].outputs must be an array of strings");
+    expect(msg).toContain(`agents[1].${field} is required (agent "beta")`);
   });
 
   it("fails on an empty required string field", () => {
@@ -188,6 +219,61 @@ describe("loadCatalog on malformed catalogs", () => {
     const msg = loadError(dir);
     expect(msg).toContain(join(dir, "catalog.json"));
     expect(msg).toContain('"system" must be "v1" or "v2"');
+  });
+
+  /** answerSchema is a valid output schema with the one key `answer`. */
+  const answerSchema = (answer: Record<string, unknown> = { type: "string", description: "The answer." }): Record<string, unknown> => ({
+    type: "object",
+    properties: { answer },
+    required: ["answer"],
+    additionalProperties: false,
+  });
+  const goalSchema = { type: "object", properties: { goal: { type: "string", description: "The goal." } }, required: [], additionalProperties: true };
+
+  it("loads an entry with schemas: inputs and outputs come from them", () => {
+    const dir = writeCatalog({ system: "v1", agents: [agent("alpha", { input_schema: goalSchema, output_schema: answerSchema() })] }, ["alpha"]);
+    const a = loadCatalog(dir).get("alpha")!;
+    expect(a.inputs).toEqual(["goal"]);
+    expect(a.outputs).toEqual(["answer"]);
+    expect(a.outputSchema).toEqual(answerSchema());
+    expect(a.inputSchema).toEqual(goalSchema);
+  });
+
+  it.each([
+    ["a keyword outside the subset", answerSchema({ type: "string", description: "x", format: "email" }), '/properties/answer: keyword "format" is not allowed'],
+    ["an array of types", answerSchema({ type: ["string", "null"], description: "x" }), '/properties/answer: "type" must be one of'],
+    ["a property without a description", answerSchema({ type: "string" }), '/properties/answer: a property needs a "description"'],
+    ["an array without items", answerSchema({ type: "array", description: "x" }), '/properties/answer: an array needs "items"'],
+    ["an enum of numbers", answerSchema({ type: "string", description: "x", enum: [1, 2] }), '/properties/answer: "enum" must be a non-empty array of strings'],
+    [
+      "a nested object that is not closed",
+      answerSchema({ type: "object", description: "x", properties: { a: { type: "string", description: "a" } }, required: ["a"] }),
+      '/properties/answer: an output object needs "additionalProperties": false',
+    ],
+    [
+      "a nested object that does not require every property",
+      answerSchema({ type: "object", description: "x", properties: { a: { type: "string", description: "a" } }, required: [], additionalProperties: false }),
+      '/properties/answer: "required" must list every property (missing "a")',
+    ],
+    ["$ref", { ...answerSchema(), $ref: "#/x" }, '/: keyword "$ref" is not allowed'],
+    ["a root that is not an object", { type: "string", description: "x" }, '/: the root must have "type": "object"'],
+  ])("fails on an output schema with %s, naming the agent and the JSON path", (_what, schema, problem) => {
+    const dir = writeCatalog({ system: "v1", agents: [agent("alpha"), agent("beta", { output_schema: schema })] }, ["alpha", "beta"]);
+    const msg = loadError(dir);
+    expect(msg).toContain(join(dir, "catalog.json"));
+    expect(msg).toContain("agents[1].output_schema");
+    expect(msg).toContain('agent "beta"');
+    expect(msg).toContain(problem);
+  });
+
+  it("fails on an input schema whose root is closed", () => {
+    const dir = writeCatalog({ system: "v1", agents: [agent("alpha", { input_schema: { ...goalSchema, additionalProperties: false } })] }, ["alpha"]);
+    expect(loadError(dir)).toMatch(/agents\[0\]\.input_schema .*\(agent "alpha"\).*\/: an input schema needs "additionalProperties": true at its root/);
+  });
+
+  it("fails on an output schema without properties to answer", () => {
+    const dir = writeCatalog({ system: "v1", agents: [agent("alpha", { output_schema: { type: "object", properties: {}, required: [], additionalProperties: false } })] }, ["alpha"]);
+    expect(loadError(dir)).toContain('agents[0].output_schema must have at least one property (agent "alpha")');
   });
 
   it('fails when "agents" is not an array', () => {

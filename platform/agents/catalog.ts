@@ -1,6 +1,8 @@
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
+import { schemaProblems, type JsonSchema, type SchemaRole } from "../llm/json-schema.js";
 import type { ModelTierName } from "../llm/llm-provider.js";
+import { compileSchema } from "./schema-validator.js";
 
 /** AgentDefinition is one agent: data plus its system prompt file. */
 export interface AgentDefinition {
@@ -20,10 +22,21 @@ export interface AgentDefinition {
   readonly promptVersion: string;
   /** tools are the deterministic tools the agent may call. */
   readonly tools: readonly string[];
-  /** inputs are the fields the agent mainly needs. */
+  /** inputs are the fields the agent mainly needs: the properties of inputSchema, in order. */
   readonly inputs: readonly string[];
-  /** outputs are the top-level keys of its JSON answer. */
+  /** outputs are the top-level keys of its JSON answer: the properties of outputSchema, in order. */
   readonly outputs: readonly string[];
+  /**
+   * inputSchema is the JSON Schema the call's parameters must satisfy: an
+   * open object (one run's parameters reach several agents).
+   */
+  readonly inputSchema: JsonSchema;
+  /**
+   * outputSchema is the JSON Schema the answer must satisfy; it is in the
+   * strict subset (every object closed, every property required) unless the
+   * catalog entry has no schema and it was derived from the output keys.
+   */
+  readonly outputSchema: JsonSchema;
   /** examples are requests it is the right agent for. */
   readonly examples: readonly string[];
   /** systemPrompt is the text of `prompts/<id>.md`. */
@@ -43,9 +56,31 @@ export interface Catalog {
 const idPattern = /^[a-z][a-z0-9_]{0,63}$/;
 
 /**
+ * schemaOf reads an entry's `input_schema` or `output_schema`: it is
+ * required, must be in the agents' subset of JSON Schema (schemaProblems)
+ * and must compile with ajv. Its properties, in order, are the agent's
+ * input or output keys.
+ */
+function schemaOf(entry: Record<string, unknown>, role: SchemaRole, where: string, named: string): JsonSchema {
+  const field = `${role}_schema`;
+  const schema = entry[field];
+  if (schema === undefined) throw new Error(`${where}.${field} is required${named}`);
+  const problems = schemaProblems(schema, role);
+  if (problems.length) throw new Error(`${where}.${field} is not in the agents' JSON Schema subset${named}: ${problems.join("; ")}`);
+  try {
+    compileSchema(schema as JsonSchema);
+  } catch (e) {
+    throw new Error(`${where}.${field} is not valid JSON Schema${named}: ${(e as Error).message}`);
+  }
+  return schema as JsonSchema;
+}
+
+/**
  * loadCatalog reads `<dir>/catalog.json` and every `<dir>/prompts/<id>.md`,
  * and fails at start-up with a message naming the file and the agent when
- * anything is missing or malformed, rather than at the first request.
+ * anything is missing or malformed, rather than at the first request. Each
+ * agent's input and output JSON Schemas are checked against the subset and
+ * compiled here, once.
  */
 export function loadCatalog(dir: string): Catalog {
   const file = join(dir, "catalog.json");
@@ -80,8 +115,12 @@ export function loadCatalog(dir: string): Catalog {
     if (byId.has(id)) throw new Error(`${where}.id "${id}" is listed twice`);
     const tier = str("model_tier");
     if (tier !== "fast" && tier !== "capable") throw new Error(`${where}.model_tier must be "fast" or "capable"${named}`);
-    const outputs = list("outputs");
-    if (outputs.length === 0) throw new Error(`${where}.outputs must name at least one key${named}`);
+    const inputSchema = schemaOf(entry, "input", where, named);
+    const outputSchema = schemaOf(entry, "output", where, named);
+    const outputs = Object.keys(outputSchema.properties ?? {});
+    if (outputs.length === 0) {
+      throw new Error(`${where}.output_schema must have at least one property${named}`);
+    }
     const promptFile = join(dir, "prompts", `${id}.md`);
     let systemPrompt: string;
     try {
@@ -98,8 +137,10 @@ export function loadCatalog(dir: string): Catalog {
       modelTier: tier,
       promptVersion: str("prompt_version"),
       tools: list("tools"),
-      inputs: list("inputs"),
+      inputs: Object.keys(inputSchema.properties ?? {}),
       outputs,
+      inputSchema,
+      outputSchema,
       examples: list("examples"),
       systemPrompt,
     });

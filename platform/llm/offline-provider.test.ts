@@ -1,5 +1,7 @@
 import { setTimeout as sleep } from "node:timers/promises";
+import { Ajv } from "ajv";
 import { describe, expect, it } from "vitest";
+import type { JsonSchema } from "./json-schema.js";
 import type { LlmChunk, LlmRequest, LlmResponse } from "./llm-provider.js";
 import { countTokens, createOfflineProvider } from "./offline-provider.js";
 import { providerFromEnv } from "./provider-from-env.js";
@@ -128,6 +130,64 @@ describe("createOfflineProvider", () => {
     controller.abort();
     await expect(provider.complete(request("too late", { signal: controller.signal }))).rejects.toMatchObject({ name: "AbortError" });
     await expect(collect(provider.stream(request("too late", { signal: controller.signal })))).rejects.toMatchObject({ name: "AbortError" });
+  });
+});
+
+describe("the offline provider with an output schema", () => {
+  const provider = createOfflineProvider();
+  const schema: JsonSchema = {
+    type: "object",
+    properties: {
+      label: { type: "string", description: "A short label.", maxLength: 20 },
+      code: { type: "string", description: "A padded code.", minLength: 80 },
+      tags: { type: "array", description: "Exactly 50 tags.", minItems: 50, maxItems: 50, items: { type: "string", maxLength: 100 } },
+      none: { type: "array", description: "No items allowed.", maxItems: 0, items: { type: "string" } },
+      segments: {
+        type: "array",
+        description: "Segments.",
+        items: {
+          type: "object",
+          properties: {
+            size: { type: "integer", description: "People.", minimum: 1.5 },
+            share: { type: "number", description: "A fraction.", minimum: 0, maximum: 1 },
+            rank: { type: "integer", description: "Rank.", minimum: 1, maximum: 9.5 },
+            free: { type: "number", description: "Unbounded." },
+            level: { type: "string", description: "Level.", enum: ["high", "low"] },
+            ok: { type: "boolean", description: "Passes." },
+          },
+          required: ["size", "share", "rank", "free", "level", "ok"],
+          additionalProperties: false,
+        },
+      },
+    },
+    required: ["label", "code", "tags", "none", "segments"],
+    additionalProperties: false,
+  };
+  const req = request("Tag the trail runners of our Berlin shoe shop", { outputKeys: ["label", "code", "tags", "none", "segments"], outputSchema: schema });
+
+  it("answers a value that conforms to the schema", async () => {
+    const answer = JSON.parse((await provider.complete(req)).text);
+    const validate = new Ajv({ allErrors: true, strict: true }).compile(schema);
+    expect(validate(answer), JSON.stringify(validate.errors)).toBe(true);
+  });
+
+  it("fills every kind of node deterministically: strings within their lengths, the first enum member, bounded numbers, true, arrays of their least non-zero length", async () => {
+    const answer = JSON.parse((await provider.complete(req)).text);
+    expect(Object.keys(answer)).toEqual(["label", "code", "tags", "none", "segments"]);
+    expect(answer.label).toMatch(/^\[offline\] label/);
+    expect(answer.label.length).toBeLessThanOrEqual(20);
+    expect(answer.code).toHaveLength(80);
+    expect(answer.tags).toHaveLength(50);
+    expect(new Set(answer.tags).size).toBe(50);
+    expect(answer.tags[2]).toMatch(/^\[offline\] tags 3 focused on /);
+    expect(answer.none).toEqual([]);
+    expect(answer.segments).toEqual([{ size: 2, share: 1, rank: 9, free: 0, level: "high", ok: true }]);
+    expect(await provider.complete(req)).toEqual(await createOfflineProvider().complete(req));
+  });
+
+  it("keeps its words from the request in schema strings", async () => {
+    const answer = JSON.parse((await provider.complete(req)).text);
+    expect(answer.tags.join(" ")).toMatch(/trail|runners|berlin|shoe|shop/);
   });
 });
 

@@ -1,5 +1,6 @@
 import { createHash } from "node:crypto";
 import { setTimeout as sleep } from "node:timers/promises";
+import { fillSchema, keysSchema, type JsonSchema } from "./json-schema.js";
 import type { LlmChunk, LlmProvider, LlmRequest, LlmResponse, ModelTierName } from "./llm-provider.js";
 
 /** OfflineProviderOptions configure the offline provider. */
@@ -15,10 +16,14 @@ export interface OfflineProviderOptions {
  * createOfflineProvider returns the embedded default model: deterministic,
  * needing no network and no keys, so the whole mesh runs and tests on one
  * machine. It is not a language model and says so: every answer carries
- * `"provider": "offline"`, and every value starts with `[offline]`. It answers with a JSON object that has
- * exactly the requested output keys, filled from the request's own words, so
- * the agent runtime's parsing, validation, context sharing and accounting run
- * on every call exactly as with a real model.
+ * `"provider": "offline"`, and every string it writes starts with
+ * `[offline]`. It answers with a JSON object that has exactly the requested
+ * output keys, filled from the request's own words; with an output schema,
+ * the answer conforms to it (fillSchema: strings within their lengths, an
+ * enum's first member, numbers at their maximum, booleans true, arrays of
+ * their least non-zero length). So the agent runtime's parsing, validation,
+ * context sharing and accounting run on every call exactly as with a real
+ * model.
  */
 export function createOfflineProvider(options: OfflineProviderOptions = {}): LlmProvider {
   const latencyMs = options.latencyMs ?? 0;
@@ -63,18 +68,22 @@ const stopWords = new Set(
   ),
 );
 
-function answer(req: LlmRequest): Record<string, unknown> {
+/**
+ * answer fills the request's output schema, or one naming its output keys,
+ * with `[offline] <what> focused on <keywords>` strings drawn from the
+ * request's own words.
+ */
+function answer(req: LlmRequest): unknown {
   const request = between(req.prompt, "<user_request>\n", "\n</user_request>") ?? between(req.prompt, "## Request\n", "\n## ") ?? req.prompt;
   const keywords = [...new Set(request.toLowerCase().match(/[a-z][a-z0-9-]{2,}/g) ?? [])].filter((w) => !stopWords.has(w));
   const digest = createHash("sha256").update(req.system).update("\0").update(req.prompt).digest();
-  const out: Record<string, unknown> = {};
-  req.outputKeys.forEach((key, i) => {
-    // Rotate the keywords per key so different outputs stress different words, deterministically.
+  const schema = (req.outputSchema as JsonSchema | undefined) ?? keysSchema(req.outputKeys, "output");
+  return fillSchema(schema, (label, i) => {
+    // Rotate the keywords per string so different outputs stress different words, deterministically.
     const start = keywords.length ? digest[i % digest.length] % keywords.length : 0;
     const focus = [...keywords.slice(start), ...keywords.slice(0, start)].slice(0, 3);
-    out[key] = `[offline] ${key.replaceAll("_", " ")}${focus.length ? ` focused on ${focus.join(", ")}` : ""}`;
+    return `[offline] ${label}${focus.length ? ` focused on ${focus.join(", ")}` : ""}`;
   });
-  return out;
 }
 
 function between(text: string, start: string, end: string): string | undefined {

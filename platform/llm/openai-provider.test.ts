@@ -37,6 +37,30 @@ describe("the OpenAI provider against a loopback Chat Completions server", () =>
     expect((await provider().complete({ ...req, tier: "capable" })).model).toBe("big-model");
   });
 
+  it("asks for a request's output schema, strict when it is in the strict subset, and not strict otherwise", async () => {
+    const outputSchema = {
+      type: "object",
+      properties: { headline: { type: "string", description: "The headline.", maxLength: 60 }, score: { type: "integer", description: "1-10.", minimum: 1, maximum: 10 } },
+      required: ["headline", "score"],
+      additionalProperties: false,
+    };
+    const res = await provider().complete({ ...req, outputKeys: ["headline", "score"], outputSchema });
+    type Format = { response_format: { json_schema: { schema: unknown; strict?: boolean } } };
+    const strict = (server.requests.at(-1) as Format).response_format.json_schema;
+    expect(strict.schema).toEqual(outputSchema);
+    expect(strict.strict).toBe(true);
+    expect(JSON.parse(res.text)).toEqual({ headline: "loopback headline", score: 10 });
+
+    const open = { ...outputSchema, additionalProperties: true };
+    await provider().complete({ ...req, outputKeys: ["headline", "score"], outputSchema: open });
+    expect((server.requests.at(-1) as Format).response_format.json_schema).toMatchObject({ schema: open, strict: false });
+
+    await provider().complete(req);
+    const keysOnly = (server.requests.at(-1) as Format).response_format.json_schema;
+    expect(keysOnly.strict).toBe(false);
+    expect(keysOnly.schema).toMatchObject({ type: "object", required: ["headline", "variants"] });
+  });
+
   it("streams deltas whose concatenation is the answer, then the usage", async () => {
     let text = "";
     let done;

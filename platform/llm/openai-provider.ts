@@ -1,5 +1,6 @@
 import OpenAI from "openai";
 import { Code, ConnectError } from "@connectrpc/connect";
+import { isStrictSchema, keysSchema } from "./json-schema.js";
 import type { LlmChunk, LlmProvider, LlmRequest, LlmResponse, ModelTierName } from "./llm-provider.js";
 
 /** OpenAIProviderOptions configure OpenAI or any server that speaks its Chat Completions API (Ollama, vLLM, llama.cpp). */
@@ -22,10 +23,11 @@ export interface OpenAIProviderOptions {
 
 /**
  * createOpenAIProvider answers model calls through the official `openai`
- * client: Chat Completions with a JSON-schema response format that names the
- * agent's output keys, streaming with usage. The client retries 429s (with
- * Retry-After), 5xx, timeouts and connection errors; what still fails becomes
- * a ConnectError with the matching code, never a raw exception.
+ * client: Chat Completions with a JSON-schema response format (the agent's
+ * output schema, strict when it is in the strict subset), streaming with
+ * usage. The client retries 429s (with Retry-After), 5xx, timeouts and
+ * connection errors; what still fails becomes a ConnectError with the
+ * matching code, never a raw exception.
  */
 export function createOpenAIProvider(options: OpenAIProviderOptions): LlmProvider {
   const client = new OpenAI({
@@ -41,17 +43,7 @@ export function createOpenAIProvider(options: OpenAIProviderOptions): LlmProvide
       { role: "system" as const, content: req.system },
       { role: "user" as const, content: req.prompt },
     ],
-    response_format: {
-      type: "json_schema" as const,
-      json_schema: {
-        name: "agent_output",
-        schema: {
-          type: "object",
-          properties: Object.fromEntries(req.outputKeys.map((k) => [k, {}])),
-          required: [...req.outputKeys],
-        },
-      },
-    },
+    response_format: responseFormat(req),
   });
   return {
     name,
@@ -122,6 +114,20 @@ export function createOpenAIProvider(options: OpenAIProviderOptions): LlmProvide
       }
       yield { done: { text, model, usage } };
     },
+  };
+}
+
+/**
+ * responseFormat asks for the request's output schema, with `strict: true`
+ * when it is in the strict subset (every object closed, every property
+ * required), so the model cannot answer another shape; a request without a
+ * schema gets one naming its output keys, each of any value, not strict.
+ */
+export function responseFormat(req: LlmRequest): OpenAI.ResponseFormatJSONSchema {
+  const schema = req.outputSchema ?? keysSchema(req.outputKeys, "output");
+  return {
+    type: "json_schema",
+    json_schema: { name: "agent_output", schema: { ...schema }, strict: req.outputSchema ? isStrictSchema(req.outputSchema) : false },
   };
 }
 

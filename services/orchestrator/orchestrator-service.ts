@@ -179,7 +179,11 @@ export function createOrchestratorImpl(deps: OrchestratorDeps): ServiceImpl<type
         usage.outputTokens += result.usage?.outputTokens ?? 0n;
         usage.calls += result.usage?.calls ?? 0;
         usage.costUsd += result.usage?.costUsd ?? 0;
-        if (planned.agent === plannerAgent && run.steps.length === 1) {
+        if (planned.agent === plannerAgent && run.steps.length === 1 && result.provider === "offline") {
+          // The offline provider fills the plan's schema with placeholders: following it would replace a routed plan with nonsense.
+          decision.reasons.push("the offline provider does not plan: the router's plan stands");
+          run.route = decision;
+        } else if (planned.agent === plannerAgent && run.steps.length === 1) {
           const planned2 = planFrom(result.output, catalog);
           if (planned2.length > 0) {
             // The planner's agents replace the router's; the checks follow creative output as before.

@@ -20,7 +20,7 @@ function orchestrator(rating: JsonObject) {
 }
 
 /** orchestratorWith wires the real orchestrator to fake agents answering `outputs[agent]` (a default output otherwise). */
-function orchestratorWith(outputs: Record<string, JsonObject>) {
+function orchestratorWith(outputs: Record<string, JsonObject>, provider = "fake") {
   const calls: string[] = [];
   const fake: ServiceImpl<typeof AgentService> = {
     listAgents: () => ({ agents }),
@@ -28,7 +28,7 @@ function orchestratorWith(outputs: Record<string, JsonObject>) {
     runAgent(req) {
       calls.push(req.name);
       const output: JsonObject = outputs[req.name] ?? { note: `${req.name} done`, sawContext: Object.keys(req.context ?? {}).join(",") };
-      return { agent: req.name, output, provider: "fake", usage: { inputTokens: 1n, outputTokens: 1n, calls: 1 } };
+      return { agent: req.name, output, provider, usage: { inputTokens: 1n, outputTokens: 1n, calls: 1 } };
     },
     async *streamAgent() {},
   };
@@ -101,11 +101,24 @@ describe("V2's orchestration agent", () => {
     expect(run.route?.reasons.join(" ")).toContain("the orchestration agent planned: campaign_architect, copywriter");
   });
 
-  it("without a usable plan (the offline provider's text), the router's plan stands", async () => {
-    const { calls, orch } = orchestratorWith({ "agents/orchestrator": { plan: "[offline] plan focused on spring" } });
+  it("without a usable plan, the router's plan stands", async () => {
+    const { calls, orch } = orchestratorWith({ "agents/orchestrator": { plan: "a plan in prose, not steps" } });
     const run = await orch.createRun({ input: complex, checks: Checks.OFF });
     expect(calls[0]).toBe("agents/orchestrator");
     expect(calls.length).toBeGreaterThan(1);
     expect(run.state).toBe(Run_State.SUCCEEDED);
+  });
+
+  it("a plan from the offline provider (schema-shaped, not thought out) does not replace the router's", async () => {
+    const plan = { plan: [{ agent: "market_intel", purpose: "[offline] purpose", depends_on: [], inputs: [] }] };
+    const offline = orchestratorWith({ "agents/orchestrator": plan }, "offline");
+    const run = await offline.orch.createRun({ input: complex, checks: Checks.OFF });
+    expect(offline.calls[0]).toBe("agents/orchestrator");
+    expect(offline.calls.slice(1)).not.toEqual(["agents/market_intel"]);
+    expect(run.route?.reasons.join(" ")).toContain("the offline provider does not plan");
+    // The same answer from a real model is followed.
+    const real = orchestratorWith({ "agents/orchestrator": plan });
+    await real.orch.createRun({ input: complex, checks: Checks.OFF });
+    expect(real.calls).toEqual(["agents/orchestrator", "agents/market_intel"]);
   });
 });

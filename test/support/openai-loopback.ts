@@ -1,4 +1,5 @@
 import { createServer, type IncomingMessage, type Server } from "node:http";
+import { fillSchema, type JsonSchema } from "../../platform/llm/json-schema.js";
 
 /** Behaviour is what the loopback server does with the next request. */
 export type Behaviour =
@@ -31,8 +32,9 @@ const body = (req: IncomingMessage): Promise<string> =>
  * JSON answers with usage, SSE streams (`data: {chunk}` … `data: [DONE]`) with
  * a final usage chunk when `stream_options.include_usage` is set, and error
  * answers in OpenAI's error shape. By default it answers with a JSON object
- * holding every key the request's JSON-schema response format requires, so
- * the real `openai` client path runs end to end with no network.
+ * that conforms to the request's JSON-schema response format (`loopback
+ * <key>` strings where the schema names only keys), so the real `openai`
+ * client path runs end to end with no network.
  */
 export async function startLoopbackOpenAI(): Promise<LoopbackOpenAI> {
   const queue: Behaviour[] = [];
@@ -46,7 +48,7 @@ export async function startLoopbackOpenAI(): Promise<LoopbackOpenAI> {
       model: string;
       stream?: boolean;
       stream_options?: { include_usage?: boolean };
-      response_format?: { json_schema?: { schema?: { required?: string[] } } };
+      response_format?: { json_schema?: { schema?: JsonSchema } };
     };
     requests.push(json);
     const b = queue.shift() ?? { kind: "ok" };
@@ -76,8 +78,8 @@ export async function startLoopbackOpenAI(): Promise<LoopbackOpenAI> {
       );
       return;
     }
-    const keys = json.response_format?.json_schema?.schema?.required ?? [];
-    const content = (b.kind === "ok" && b.content) || JSON.stringify(Object.fromEntries(keys.map((k) => [k, `loopback ${k}`])));
+    const schema = json.response_format?.json_schema?.schema ?? { type: "object", properties: {} };
+    const content = (b.kind === "ok" && b.content) || JSON.stringify(fillSchema(schema, (label) => `loopback ${label}`));
     const usage = { prompt_tokens: 42, completion_tokens: Math.ceil(content.length / 4), total_tokens: 42 + Math.ceil(content.length / 4) };
     const id = `chatcmpl-${requests.length}`;
     if (!json.stream) {
