@@ -2,6 +2,7 @@ import { AgentService } from "../../gen/raptorflow/agent/v1/agent_pb.js";
 import { createMeshServer, type MeshServer, type ServiceRegistration } from "../../mesh/grpc-server.js";
 import type { LlmProvider } from "../llm/llm-provider.js";
 import { providerFromEnv } from "../llm/provider-from-env.js";
+import type { AgentMemory } from "./agent-memory.js";
 import { createAgentServiceImpl } from "./agent-service.js";
 import { loadCatalog, type Catalog } from "./catalog.js";
 import { openKeyValueStore } from "../kv/open-kv-store.js";
@@ -14,6 +15,8 @@ export interface AgentServerOptions {
   readonly catalogDir: string;
   /** provider answers model calls; defaults to the one `LLM_PROVIDER` names. */
   readonly provider?: LlmProvider;
+  /** memory gives the agents that use memory the organization's memories (V2's brand memory). */
+  readonly memory?: AgentMemory;
   /** services are further services the agent service serves besides AgentService, built with its catalog and provider. */
   readonly services?: (deps: { catalog: Catalog; provider: LlmProvider }) => readonly ServiceRegistration[];
 }
@@ -31,7 +34,7 @@ export function buildAgentServer(options: AgentServerOptions): MeshServer & { ca
   const cacheOff = process.env.AGENT_CACHE === "off";
   const cache = cacheOff ? undefined : createResultCache(kv, Number(process.env.AGENT_CACHE_TTL_MS || 3_600_000));
   const server = createMeshServer({
-    services: [{ service: AgentService, impl: createAgentServiceImpl({ catalog, provider, cache, tools: llmTools }) }, ...(options.services?.({ catalog, provider }) ?? [])],
+    services: [{ service: AgentService, impl: createAgentServiceImpl({ catalog, provider, cache, tools: llmTools, memory: options.memory }) }, ...(options.services?.({ catalog, provider }) ?? [])],
   });
   return {
     ...server,

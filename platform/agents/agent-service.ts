@@ -4,6 +4,7 @@ import { Code, ConnectError, type HandlerContext, type ServiceImpl } from "@conn
 import {
   AgentResultSchema,
   AgentSchema,
+  MemoryUseSchema,
   UsageSchema,
   AgentService,
   AgentSystem,
@@ -16,7 +17,9 @@ import type { LlmProvider, LlmResponse, LlmTool, ModelTierName } from "../llm/ll
 import { createPriceTable, type PriceTable } from "../llm/prices.js";
 import { paginate } from "../pagination.js";
 import { checkParameters, llmRequest, runAgent, type AgentCall, type AgentOutcome } from "./agent-runtime.js";
+import type { AgentMemory } from "./agent-memory.js";
 import type { AgentDefinition, Catalog } from "./catalog.js";
+import { organizationOf } from "../../mesh/call-context.js";
 
 /** AgentServiceOptions are the dependencies of an agent service. */
 export interface AgentServiceOptions {
@@ -30,6 +33,8 @@ export interface AgentServiceOptions {
   readonly prices?: PriceTable;
   /** cache serves identical RunAgent calls again (same agent, prompt version, model, input and context); none when undefined. */
   readonly cache?: ResultCache;
+  /** memory gives agents whose catalog entry has `memory` the organization's memories; none when undefined. */
+  readonly memory?: AgentMemory;
 }
 
 /** noCache tells whether the caller opted out of cached results (`cache-control: no-cache` metadata). */
@@ -109,18 +114,46 @@ export function createAgentServiceImpl(options: AgentServiceOptions): ServiceImp
 
   const toolsOf = (agent: AgentDefinition) => (options.tools ?? []).filter((t) => agent.tools.includes(t.name));
   // A call's parameters are checked against the agent's input schema first,
-  // so a bad one fails with INVALID_ARGUMENT before the cache or any model.
-  const callOf = (req: RunAgentRequest, ctx: HandlerContext, agent: AgentDefinition): AgentCall => {
+  // so a bad one fails with INVALID_ARGUMENT before memory, the cache or any model.
+  const callOf = async (req: RunAgentRequest, ctx: HandlerContext, agent: AgentDefinition): Promise<{ call: AgentCall; recalled: readonly string[] }> => {
     const parameters = req.parameters ?? {};
     checkParameters(agent, parameters);
+    const recalled = await recall(organizationOf(ctx.requestHeader), agent, req.input, parameters);
     return {
-      tools: toolsOf(agent),
-      input: req.input,
-      parameters,
-      context: req.context ?? {},
-      tier: tierName(req.modelTier),
-      signal: ctx.signal,
+      call: {
+        tools: toolsOf(agent),
+        input: req.input,
+        // Memory fills only what the caller left empty, and adds to the context under `memory`.
+        parameters: { ...parameters, ...recalled?.parameters },
+        context: { ...req.context, ...recalled?.context },
+        tier: tierName(req.modelTier),
+        signal: ctx.signal,
+      },
+      recalled: recalled?.names ?? [],
     };
+  };
+
+  // Memory helps but is not needed: when it cannot be read or written, the agent runs without it.
+  const recall = async (org: string, agent: AgentDefinition, input: string, parameters: JsonObject) => {
+    try {
+      return await options.memory?.recall(org, agent, input, parameters);
+    } catch (e) {
+      console.warn(`agents/${agent.id}: memory not read (${(e as Error).message}); running without it`);
+      return undefined;
+    }
+  };
+  // Placeholder answers (the offline provider's) are not knowledge: they are never remembered.
+  const remember = async (org: string, agent: AgentDefinition, r: AgentResult, run: string, recalled: readonly string[]) => {
+    if (!agent.memory || (!agent.memory.reads.length && !agent.memory.writes.length)) return;
+    let remembered: string[] = [];
+    if (options.memory && r.provider !== "offline" && r.output) {
+      try {
+        remembered = await options.memory.remember(org, agent, r.output, run);
+      } catch (e) {
+        console.warn(`agents/${agent.id}: memory not written (${(e as Error).message})`);
+      }
+    }
+    r.memory = create(MemoryUseSchema, { recalled: [...recalled], remembered });
   };
 
   return {
@@ -135,7 +168,7 @@ export function createAgentServiceImpl(options: AgentServiceOptions): ServiceImp
     async runAgent(req, ctx) {
       const agent = find(req.name);
       const started = performance.now();
-      const call = callOf(req, ctx, agent);
+      const { call, recalled } = await callOf(req, ctx, agent);
       const cache = options.cache && !noCache(ctx.requestHeader) ? options.cache : undefined;
       const tier = call.tier ?? agent.modelTier;
       const key = cache
@@ -146,26 +179,32 @@ export function createAgentServiceImpl(options: AgentServiceOptions): ServiceImp
         const cached = fromJsonString(AgentResultSchema, hit);
         cached.cached = true;
         cached.usage = create(UsageSchema);
+        // The first call remembered what the answer taught; this one adds nothing.
+        if (cached.memory) cached.memory.remembered = [];
         return cached;
       }
       const fresh = result(agent, await runAgent(provider, agent, call), started);
+      await remember(organizationOf(ctx.requestHeader), agent, fresh, req.run, recalled);
       if (cache) await cache.set(key, toJsonString(AgentResultSchema, fresh));
       return fresh;
     },
     async *streamAgent(req, ctx) {
       const agent = find(req.name);
       const started = performance.now();
-      const call = callOf(req, ctx, agent);
+      const { call, recalled } = await callOf(req, ctx, agent);
       const tier = call.tier ?? agent.modelTier;
       yield { event: { case: "started", value: { agent: req.name, provider: provider.name, model: provider.model(tier) } } };
       let done: LlmResponse | undefined;
-      // Streamed calls offer no tools yet: the stream is the model's one answer.
-      for await (const chunk of provider.stream({ ...llmRequest(agent, call), tools: undefined })) {
+      // The provider runs the tool rounds; each tool call is reported as soon as the tool answered.
+      for await (const chunk of provider.stream(llmRequest(agent, call))) {
         if ("delta" in chunk) yield { event: { case: "delta", value: chunk.delta } };
+        else if ("tool" in chunk) yield { event: { case: "toolCall", value: { name: chunk.tool.name, arguments: chunk.tool.arguments, result: chunk.tool.result } } };
         else done = chunk.done;
       }
       const outcome = await runAgent(provider, agent, call, done);
-      yield { event: { case: "result", value: result(agent, outcome, started) } };
+      const finished = result(agent, outcome, started);
+      await remember(organizationOf(ctx.requestHeader), agent, finished, req.run, recalled);
+      yield { event: { case: "result", value: finished } };
     },
   };
 }

@@ -276,6 +276,16 @@ describe("loadCatalog on malformed catalogs", () => {
     expect(loadError(dir)).toContain('agents[0].output_schema must have at least one property (agent "alpha")');
   });
 
+  it.each([
+    [{ reads: [{ kinds: ["gossip"], into: "goal" }] }, 'memory.reads[0].kinds[0] "gossip" must be one of brand, preference, knowledge, lesson'],
+    [{ reads: [{ kinds: ["brand"], into: "nope" }] }, 'memory.reads[0].into must be "context" or one of the agent\'s inputs (goal)'],
+    [{ writes: [{ kind: "brand", from: ["nope"] }] }, "memory.writes[0].from must name output keys of the agent (answer)"],
+    [{ reads: [], forget: true }, "memory has unknown fields: forget"],
+  ])("fails on a malformed memory entry %j, naming the agent", (memory, problem) => {
+    const msg = loadError(writeCatalog({ system: "v2", agents: [agent("alpha", { memory })] }, ["alpha"]));
+    expect(msg).toContain(`agents[0].${problem} (agent "alpha")`);
+  });
+
   it('fails when "agents" is not an array', () => {
     const dir = writeCatalog({ system: "v1", agents: { alpha: agent("alpha") } }, ["alpha"]);
     const msg = loadError(dir);

@@ -2,6 +2,7 @@ import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { schemaProblems, type JsonSchema, type SchemaRole } from "../llm/json-schema.js";
 import type { ModelTierName } from "../llm/llm-provider.js";
+import { memoryKinds, type MemoryKindName, type MemorySpec } from "./agent-memory.js";
 import { compileSchema } from "./schema-validator.js";
 
 /** AgentDefinition is one agent: data plus its system prompt file. */
@@ -41,6 +42,8 @@ export interface AgentDefinition {
   readonly examples: readonly string[];
   /** systemPrompt is the text of `prompts/<id>.md`. */
   readonly systemPrompt: string;
+  /** memory is how the agent reads and writes the organization's memory, when it does. */
+  readonly memory?: MemorySpec;
 }
 
 /** Catalog is the agents one service runs, by id, in catalog order. */
@@ -73,6 +76,39 @@ function schemaOf(entry: Record<string, unknown>, role: SchemaRole, where: strin
     throw new Error(`${where}.${field} is not valid JSON Schema${named}: ${(e as Error).message}`);
   }
   return schema as JsonSchema;
+}
+
+/**
+ * memoryOf reads an entry's optional `memory`: `reads` of memory kinds into
+ * an input key (or `context`), `writes` of output keys as a memory kind.
+ */
+function memoryOf(raw: unknown, input: JsonSchema, output: JsonSchema, where: string, named: string): MemorySpec | undefined {
+  if (raw === undefined) return undefined;
+  const fail = (what: string): never => {
+    throw new Error(`${where}.memory${what}${named}`);
+  };
+  if (raw === null || typeof raw !== "object" || Array.isArray(raw)) fail(" must be an object with reads and writes");
+  const { reads = [], writes = [], ...rest } = raw as { reads?: unknown; writes?: unknown };
+  if (Object.keys(rest).length) fail(` has unknown fields: ${Object.keys(rest).join(", ")}`);
+  if (!Array.isArray(reads) || !Array.isArray(writes)) fail(".reads and .writes must be arrays");
+  const kind = (k: unknown, at: string): MemoryKindName => (memoryKinds.includes(k as MemoryKindName) ? (k as MemoryKindName) : fail(`${at} "${String(k)}" must be one of ${memoryKinds.join(", ")}`));
+  const inputs = Object.keys(input.properties ?? {});
+  const outputs = Object.keys(output.properties ?? {});
+  return {
+    reads: (reads as { kinds?: unknown; into?: unknown }[]).map((r, i) => {
+      if (!Array.isArray(r?.kinds) || r.kinds.length === 0) fail(`.reads[${i}].kinds must name at least one kind`);
+      const into = r.into;
+      if (typeof into !== "string" || (into !== "context" && !inputs.includes(into))) fail(`.reads[${i}].into must be "context" or one of the agent's inputs (${inputs.join(", ")})`);
+      return { kinds: (r.kinds as unknown[]).map((k, j) => kind(k, `.reads[${i}].kinds[${j}]`)), into: into as string };
+    }),
+    writes: (writes as { kind?: unknown; from?: unknown }[]).map((w, i) => {
+      const from = w?.from;
+      if (!Array.isArray(from) || from.length === 0 || from.some((k) => !outputs.includes(k as string))) {
+        fail(`.writes[${i}].from must name output keys of the agent (${outputs.join(", ")})`);
+      }
+      return { kind: kind(w.kind, `.writes[${i}].kind`), from: from as string[] };
+    }),
+  };
 }
 
 /**
@@ -143,6 +179,7 @@ export function loadCatalog(dir: string): Catalog {
       outputSchema,
       examples: list("examples"),
       systemPrompt,
+      memory: memoryOf(entry.memory, inputSchema, outputSchema, where, named),
     });
   }
   const agents = [...byId.values()];

@@ -104,7 +104,7 @@ describe("the Bedrock provider against a loopback Bedrock Runtime (Converse over
     let done;
     for await (const c of provider().stream(req)) {
       if ("delta" in c) text += c.delta;
-      else done = c.done;
+      else if ("done" in c) done = c.done;
     }
     expect(server.requests[0].stream).toBe(true);
     expect(JSON.parse(text)).toEqual({ headline: "loopback headline", variants: "loopback variants" });

@@ -71,8 +71,12 @@ export interface LlmResponse {
   readonly toolCalls?: readonly ToolCall[];
 }
 
-/** LlmChunk is one piece of a streamed answer; the last one carries the usage. */
-export type LlmChunk = { readonly delta: string } | { readonly done: LlmResponse };
+/**
+ * LlmChunk is one piece of a streamed answer: text as it comes, a tool call
+ * as soon as the tool answered (when the request offers tools), and last the
+ * response, which carries the usage and every tool call again.
+ */
+export type LlmChunk = { readonly delta: string } | { readonly tool: ToolCall } | { readonly done: LlmResponse };
 
 /**
  * LlmProvider is the one interface every model provider implements: the
@@ -85,6 +89,6 @@ export interface LlmProvider {
   model(tier: ModelTierName): string;
   /** complete runs one call to the end. */
   complete(req: LlmRequest): Promise<LlmResponse>;
-  /** stream runs one call and yields its text as it comes, then the response. */
+  /** stream runs one call, tool rounds included, and yields its text and tool calls as they come, then the response. */
   stream(req: LlmRequest): AsyncIterable<LlmChunk>;
 }

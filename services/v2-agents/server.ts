@@ -1,6 +1,7 @@
 import { AssetSchema, AssetService } from "../../gen/raptorflow/v2/asset_pb.js";
 import { CampaignSchema, CampaignService } from "../../gen/raptorflow/v2/campaign_pb.js";
 import { MemoryService } from "../../gen/raptorflow/v2/memory_pb.js";
+import { createAgentMemory } from "../../platform/agents/agent-memory.js";
 import { buildAgentServer } from "../../platform/agents/agent-server.js";
 import { providerFromEnv } from "../../platform/llm/provider-from-env.js";
 import { openDatabase, openServiceDatabase, type Database, type DatabaseOptions } from "../../platform/db/database.js";
@@ -39,7 +40,8 @@ export async function build(env: Record<string, string | undefined> = process.en
     const assets = db ? createPgRecordStore(db, AssetSchema, "assets") : createMemoryStore(AssetSchema);
     const server = buildAgentServer({
       catalogDir: import.meta.dirname,
-    provider,
+      provider,
+      memory: createAgentMemory(bank),
       services: () => [
         { service: CampaignService, impl: createResourceServiceImpl(CampaignService, campaigns, { dependants: [{ collection: "assets", store: assets, field: "campaign" }] }) },
         { service: AssetService, impl: createResourceServiceImpl(AssetService, assets) },

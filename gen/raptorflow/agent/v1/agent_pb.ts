@@ -16,7 +16,7 @@ import type { JsonObject, Message } from "@bufbuild/protobuf";
  * Describes the file raptorflow/agent/v1/agent.proto.
  */
 export const file_raptorflow_agent_v1_agent: GenFile = /*@__PURE__*/
-  fileDesc("Ch9yYXB0b3JmbG93L2FnZW50L3YxL2FnZW50LnByb3RvEhNyYXB0b3JmbG93LmFnZW50LnYxIrkDCgVBZ2VudBIRCgRuYW1lGAEgASgJQgPgQQgSMAoGc3lzdGVtGAIgASgOMiAucmFwdG9yZmxvdy5hZ2VudC52MS5BZ2VudFN5c3RlbRISCgpkZXBhcnRtZW50GAMgASgJEhQKDGRpc3BsYXlfbmFtZRgEIAEoCRITCgtkZXNjcmlwdGlvbhgFIAEoCRI6ChJkZWZhdWx0X21vZGVsX3RpZXIYBiABKA4yHi5yYXB0b3JmbG93LmFnZW50LnYxLk1vZGVsVGllchIWCg5wcm9tcHRfdmVyc2lvbhgHIAEoCRINCgV0b29scxgIIAMoCRIOCgZpbnB1dHMYCSADKAkSDwoHb3V0cHV0cxgKIAMoCRIQCghleGFtcGxlcxgLIAMoCRItCgxpbnB1dF9zY2hlbWEYDCABKAsyFy5nb29nbGUucHJvdG9idWYuU3RydWN0Ei4KDW91dHB1dF9zY2hlbWEYDSABKAsyFy5nb29nbGUucHJvdG9idWYuU3RydWN0OjfqQTQKE3JhcHRvcmZsb3cuYWkvQWdlbnQSDmFnZW50cy97YWdlbnR9KgZhZ2VudHMyBWFnZW50IoMBChFMaXN0QWdlbnRzUmVxdWVzdBIdCglwYWdlX3NpemUYASABKAVCCrpIBxoFGOgHKAASHAoKcGFnZV90b2tlbhgCIAEoCUIIukgFcgMYgAQSMQoKZGVwYXJ0bWVudBgDIAEoCUIdukgachgYQDIUXihbYS16XVthLXowLTlfXSopPyQibQoSTGlzdEFnZW50c1Jlc3BvbnNlEioKBmFnZW50cxgBIAMoCzIaLnJhcHRvcmZsb3cuYWdlbnQudjEuQWdlbnQSFwoPbmV4dF9wYWdlX3Rva2VuGAIgASgJEhIKCnRvdGFsX3NpemUYAyABKAUiSAoPR2V0QWdlbnRSZXF1ZXN0EjUKBG5hbWUYASABKAlCJ+BBArpIIXIfMh1eYWdlbnRzL1thLXpdW2EtejAtOV9dezAsNjN9JCKpAgoPUnVuQWdlbnRSZXF1ZXN0EjUKBG5hbWUYASABKAlCJ+BBArpIIXIfMh1eYWdlbnRzL1thLXpdW2EtejAtOV9dezAsNjN9JBIdCgVpbnB1dBgCIAEoCUIO4EECukgIcgYQARignAESKwoKcGFyYW1ldGVycxgDIAEoCzIXLmdvb2dsZS5wcm90b2J1Zi5TdHJ1Y3QSKAoHY29udGV4dBgEIAEoCzIXLmdvb2dsZS5wcm90b2J1Zi5TdHJ1Y3QSKwoDcnVuGAUgASgJQh66SBtyGRiAATIUXihydW5zL1thLXowLTktXSspPyQSPAoKbW9kZWxfdGllchgGIAEoDjIeLnJhcHRvcmZsb3cuYWdlbnQudjEuTW9kZWxUaWVyQgi6SAWCAQIQASJVCgVVc2FnZRIUCgxpbnB1dF90b2tlbnMYASABKAMSFQoNb3V0cHV0X3Rva2VucxgCIAEoAxINCgVjYWxscxgDIAEoBRIQCghjb3N0X3VzZBgEIAEoASKQAwoLQWdlbnRSZXN1bHQSDQoFYWdlbnQYASABKAkSMAoGc3lzdGVtGAIgASgOMiAucmFwdG9yZmxvdy5hZ2VudC52MS5BZ2VudFN5c3RlbRInCgZvdXRwdXQYAyABKAsyFy5nb29nbGUucHJvdG9idWYuU3RydWN0Eg8KB3N1bW1hcnkYBCABKAkSEAoIcHJvdmlkZXIYBSABKAkSDQoFbW9kZWwYBiABKAkSMgoKbW9kZWxfdGllchgHIAEoDjIeLnJhcHRvcmZsb3cuYWdlbnQudjEuTW9kZWxUaWVyEhYKDnByb21wdF92ZXJzaW9uGAggASgJEikKBXVzYWdlGAkgASgLMhoucmFwdG9yZmxvdy5hZ2VudC52MS5Vc2FnZRIrCghkdXJhdGlvbhgKIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbhIOCgZjYWNoZWQYCyABKAgSMQoKdG9vbF9jYWxscxgMIAMoCzIdLnJhcHRvcmZsb3cuYWdlbnQudjEuVG9vbENhbGwiOwoIVG9vbENhbGwSDAoEbmFtZRgBIAEoCRIRCglhcmd1bWVudHMYAiABKAkSDgoGcmVzdWx0GAMgASgJIpABCgpBZ2VudEV2ZW50EjQKB3N0YXJ0ZWQYASABKAsyIS5yYXB0b3JmbG93LmFnZW50LnYxLkFnZW50U3RhcnRlZEgAEg8KBWRlbHRhGAIgASgJSAASMgoGcmVzdWx0GAMgASgLMiAucmFwdG9yZmxvdy5hZ2VudC52MS5BZ2VudFJlc3VsdEgAQgcKBWV2ZW50Ij4KDEFnZW50U3RhcnRlZBINCgVhZ2VudBgBIAEoCRIQCghwcm92aWRlchgCIAEoCRINCgVtb2RlbBgDIAEoCSpVCgtBZ2VudFN5c3RlbRIcChhBR0VOVF9TWVNURU1fVU5TUEVDSUZJRUQQABITCg9BR0VOVF9TWVNURU1fVjEQARITCg9BR0VOVF9TWVNURU1fVjIQAipUCglNb2RlbFRpZXISGgoWTU9ERUxfVElFUl9VTlNQRUNJRklFRBAAEhMKD01PREVMX1RJRVJfRkFTVBABEhYKEk1PREVMX1RJRVJfQ0FQQUJMRRACMvwDCgxBZ2VudFNlcnZpY2USdwoKTGlzdEFnZW50cxImLnJhcHRvcmZsb3cuYWdlbnQudjEuTGlzdEFnZW50c1JlcXVlc3QaJy5yYXB0b3JmbG93LmFnZW50LnYxLkxpc3RBZ2VudHNSZXNwb25zZSIYgtPkkwISEhAvYWdlbnQvdjEvYWdlbnRzEm8KCEdldEFnZW50EiQucmFwdG9yZmxvdy5hZ2VudC52MS5HZXRBZ2VudFJlcXVlc3QaGi5yYXB0b3JmbG93LmFnZW50LnYxLkFnZW50IiGC0+STAhsSGS9hZ2VudC92MS97bmFtZT1hZ2VudHMvKn0SfAoIUnVuQWdlbnQSJC5yYXB0b3JmbG93LmFnZW50LnYxLlJ1bkFnZW50UmVxdWVzdBogLnJhcHRvcmZsb3cuYWdlbnQudjEuQWdlbnRSZXN1bHQiKILT5JMCIjoBKiIdL2FnZW50L3YxL3tuYW1lPWFnZW50cy8qfTpydW4SgwEKC1N0cmVhbUFnZW50EiQucmFwdG9yZmxvdy5hZ2VudC52MS5SdW5BZ2VudFJlcXVlc3QaHy5yYXB0b3JmbG93LmFnZW50LnYxLkFnZW50RXZlbnQiK4LT5JMCJToBKiIgL2FnZW50L3YxL3tuYW1lPWFnZW50cy8qfTpzdHJlYW0wAWIGcHJvdG8z", [file_buf_validate_validate, file_google_api_annotations, file_google_api_field_behavior, file_google_api_resource, file_google_protobuf_duration, file_google_protobuf_struct]);
+  fileDesc("Ch9yYXB0b3JmbG93L2FnZW50L3YxL2FnZW50LnByb3RvEhNyYXB0b3JmbG93LmFnZW50LnYxIrkDCgVBZ2VudBIRCgRuYW1lGAEgASgJQgPgQQgSMAoGc3lzdGVtGAIgASgOMiAucmFwdG9yZmxvdy5hZ2VudC52MS5BZ2VudFN5c3RlbRISCgpkZXBhcnRtZW50GAMgASgJEhQKDGRpc3BsYXlfbmFtZRgEIAEoCRITCgtkZXNjcmlwdGlvbhgFIAEoCRI6ChJkZWZhdWx0X21vZGVsX3RpZXIYBiABKA4yHi5yYXB0b3JmbG93LmFnZW50LnYxLk1vZGVsVGllchIWCg5wcm9tcHRfdmVyc2lvbhgHIAEoCRINCgV0b29scxgIIAMoCRIOCgZpbnB1dHMYCSADKAkSDwoHb3V0cHV0cxgKIAMoCRIQCghleGFtcGxlcxgLIAMoCRItCgxpbnB1dF9zY2hlbWEYDCABKAsyFy5nb29nbGUucHJvdG9idWYuU3RydWN0Ei4KDW91dHB1dF9zY2hlbWEYDSABKAsyFy5nb29nbGUucHJvdG9idWYuU3RydWN0OjfqQTQKE3JhcHRvcmZsb3cuYWkvQWdlbnQSDmFnZW50cy97YWdlbnR9KgZhZ2VudHMyBWFnZW50IoMBChFMaXN0QWdlbnRzUmVxdWVzdBIdCglwYWdlX3NpemUYASABKAVCCrpIBxoFGOgHKAASHAoKcGFnZV90b2tlbhgCIAEoCUIIukgFcgMYgAQSMQoKZGVwYXJ0bWVudBgDIAEoCUIdukgachgYQDIUXihbYS16XVthLXowLTlfXSopPyQibQoSTGlzdEFnZW50c1Jlc3BvbnNlEioKBmFnZW50cxgBIAMoCzIaLnJhcHRvcmZsb3cuYWdlbnQudjEuQWdlbnQSFwoPbmV4dF9wYWdlX3Rva2VuGAIgASgJEhIKCnRvdGFsX3NpemUYAyABKAUiSAoPR2V0QWdlbnRSZXF1ZXN0EjUKBG5hbWUYASABKAlCJ+BBArpIIXIfMh1eYWdlbnRzL1thLXpdW2EtejAtOV9dezAsNjN9JCKpAgoPUnVuQWdlbnRSZXF1ZXN0EjUKBG5hbWUYASABKAlCJ+BBArpIIXIfMh1eYWdlbnRzL1thLXpdW2EtejAtOV9dezAsNjN9JBIdCgVpbnB1dBgCIAEoCUIO4EECukgIcgYQARignAESKwoKcGFyYW1ldGVycxgDIAEoCzIXLmdvb2dsZS5wcm90b2J1Zi5TdHJ1Y3QSKAoHY29udGV4dBgEIAEoCzIXLmdvb2dsZS5wcm90b2J1Zi5TdHJ1Y3QSKwoDcnVuGAUgASgJQh66SBtyGRiAATIUXihydW5zL1thLXowLTktXSspPyQSPAoKbW9kZWxfdGllchgGIAEoDjIeLnJhcHRvcmZsb3cuYWdlbnQudjEuTW9kZWxUaWVyQgi6SAWCAQIQASJVCgVVc2FnZRIUCgxpbnB1dF90b2tlbnMYASABKAMSFQoNb3V0cHV0X3Rva2VucxgCIAEoAxINCgVjYWxscxgDIAEoBRIQCghjb3N0X3VzZBgEIAEoASLAAwoLQWdlbnRSZXN1bHQSDQoFYWdlbnQYASABKAkSMAoGc3lzdGVtGAIgASgOMiAucmFwdG9yZmxvdy5hZ2VudC52MS5BZ2VudFN5c3RlbRInCgZvdXRwdXQYAyABKAsyFy5nb29nbGUucHJvdG9idWYuU3RydWN0Eg8KB3N1bW1hcnkYBCABKAkSEAoIcHJvdmlkZXIYBSABKAkSDQoFbW9kZWwYBiABKAkSMgoKbW9kZWxfdGllchgHIAEoDjIeLnJhcHRvcmZsb3cuYWdlbnQudjEuTW9kZWxUaWVyEhYKDnByb21wdF92ZXJzaW9uGAggASgJEikKBXVzYWdlGAkgASgLMhoucmFwdG9yZmxvdy5hZ2VudC52MS5Vc2FnZRIrCghkdXJhdGlvbhgKIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbhIOCgZjYWNoZWQYCyABKAgSMQoKdG9vbF9jYWxscxgMIAMoCzIdLnJhcHRvcmZsb3cuYWdlbnQudjEuVG9vbENhbGwSLgoGbWVtb3J5GA0gASgLMh4ucmFwdG9yZmxvdy5hZ2VudC52MS5NZW1vcnlVc2UiMQoJTWVtb3J5VXNlEhAKCHJlY2FsbGVkGAEgAygJEhIKCnJlbWVtYmVyZWQYAiADKAkiOwoIVG9vbENhbGwSDAoEbmFtZRgBIAEoCRIRCglhcmd1bWVudHMYAiABKAkSDgoGcmVzdWx0GAMgASgJIsQBCgpBZ2VudEV2ZW50EjQKB3N0YXJ0ZWQYASABKAsyIS5yYXB0b3JmbG93LmFnZW50LnYxLkFnZW50U3RhcnRlZEgAEg8KBWRlbHRhGAIgASgJSAASMgoGcmVzdWx0GAMgASgLMiAucmFwdG9yZmxvdy5hZ2VudC52MS5BZ2VudFJlc3VsdEgAEjIKCXRvb2xfY2FsbBgEIAEoCzIdLnJhcHRvcmZsb3cuYWdlbnQudjEuVG9vbENhbGxIAEIHCgVldmVudCI+CgxBZ2VudFN0YXJ0ZWQSDQoFYWdlbnQYASABKAkSEAoIcHJvdmlkZXIYAiABKAkSDQoFbW9kZWwYAyABKAkqVQoLQWdlbnRTeXN0ZW0SHAoYQUdFTlRfU1lTVEVNX1VOU1BFQ0lGSUVEEAASEwoPQUdFTlRfU1lTVEVNX1YxEAESEwoPQUdFTlRfU1lTVEVNX1YyEAIqVAoJTW9kZWxUaWVyEhoKFk1PREVMX1RJRVJfVU5TUEVDSUZJRUQQABITCg9NT0RFTF9USUVSX0ZBU1QQARIWChJNT0RFTF9USUVSX0NBUEFCTEUQAjL8AwoMQWdlbnRTZXJ2aWNlEncKCkxpc3RBZ2VudHMSJi5yYXB0b3JmbG93LmFnZW50LnYxLkxpc3RBZ2VudHNSZXF1ZXN0GicucmFwdG9yZmxvdy5hZ2VudC52MS5MaXN0QWdlbnRzUmVzcG9uc2UiGILT5JMCEhIQL2FnZW50L3YxL2FnZW50cxJvCghHZXRBZ2VudBIkLnJhcHRvcmZsb3cuYWdlbnQudjEuR2V0QWdlbnRSZXF1ZXN0GhoucmFwdG9yZmxvdy5hZ2VudC52MS5BZ2VudCIhgtPkkwIbEhkvYWdlbnQvdjEve25hbWU9YWdlbnRzLyp9EnwKCFJ1bkFnZW50EiQucmFwdG9yZmxvdy5hZ2VudC52MS5SdW5BZ2VudFJlcXVlc3QaIC5yYXB0b3JmbG93LmFnZW50LnYxLkFnZW50UmVzdWx0IiiC0+STAiI6ASoiHS9hZ2VudC92MS97bmFtZT1hZ2VudHMvKn06cnVuEoMBCgtTdHJlYW1BZ2VudBIkLnJhcHRvcmZsb3cuYWdlbnQudjEuUnVuQWdlbnRSZXF1ZXN0Gh8ucmFwdG9yZmxvdy5hZ2VudC52MS5BZ2VudEV2ZW50IiuC0+STAiU6ASoiIC9hZ2VudC92MS97bmFtZT1hZ2VudHMvKn06c3RyZWFtMAFiBnByb3RvMw", [file_buf_validate_validate, file_google_api_annotations, file_google_api_field_behavior, file_google_api_resource, file_google_protobuf_duration, file_google_protobuf_struct]);
 
 /**
  * Agent describes one agent of a catalog.
@@ -409,6 +409,14 @@ export type AgentResult = Message<"raptorflow.agent.v1.AgentResult"> & {
    * @generated from field: repeated raptorflow.agent.v1.ToolCall tool_calls = 12;
    */
   toolCalls: ToolCall[];
+
+  /**
+   * What the agent recalled from the organization's memory before it ran and what it stored after,
+   * for agents that use memory.
+   *
+   * @generated from field: raptorflow.agent.v1.MemoryUse memory = 13;
+   */
+  memory?: MemoryUse | undefined;
 };
 
 /**
@@ -417,6 +425,34 @@ export type AgentResult = Message<"raptorflow.agent.v1.AgentResult"> & {
  */
 export const AgentResultSchema: GenMessage<AgentResult> = /*@__PURE__*/
   messageDesc(file_raptorflow_agent_v1_agent, 6);
+
+/**
+ * MemoryUse is what one agent call read from and wrote to the organization's memory.
+ *
+ * @generated from message raptorflow.agent.v1.MemoryUse
+ */
+export type MemoryUse = Message<"raptorflow.agent.v1.MemoryUse"> & {
+  /**
+   * The memories given to the agent, as `memories/{memory}` names, most relevant first.
+   *
+   * @generated from field: repeated string recalled = 1;
+   */
+  recalled: string[];
+
+  /**
+   * The memories the agent's answer added, as `memories/{memory}` names.
+   *
+   * @generated from field: repeated string remembered = 2;
+   */
+  remembered: string[];
+};
+
+/**
+ * Describes the message raptorflow.agent.v1.MemoryUse.
+ * Use `create(MemoryUseSchema)` to create a new message.
+ */
+export const MemoryUseSchema: GenMessage<MemoryUse> = /*@__PURE__*/
+  messageDesc(file_raptorflow_agent_v1_agent, 7);
 
 /**
  * ToolCall is one call of a deterministic tool by the model.
@@ -451,7 +487,7 @@ export type ToolCall = Message<"raptorflow.agent.v1.ToolCall"> & {
  * Use `create(ToolCallSchema)` to create a new message.
  */
 export const ToolCallSchema: GenMessage<ToolCall> = /*@__PURE__*/
-  messageDesc(file_raptorflow_agent_v1_agent, 7);
+  messageDesc(file_raptorflow_agent_v1_agent, 8);
 
 /**
  * AgentEvent is one event of AgentService.StreamAgent.
@@ -488,6 +524,14 @@ export type AgentEvent = Message<"raptorflow.agent.v1.AgentEvent"> & {
      */
     value: AgentResult;
     case: "result";
+  } | {
+    /**
+     * The model called a deterministic tool, which answered; sent as soon as the tool answered.
+     *
+     * @generated from field: raptorflow.agent.v1.ToolCall tool_call = 4;
+     */
+    value: ToolCall;
+    case: "toolCall";
   } | { case: undefined; value?: undefined };
 };
 
@@ -496,7 +540,7 @@ export type AgentEvent = Message<"raptorflow.agent.v1.AgentEvent"> & {
  * Use `create(AgentEventSchema)` to create a new message.
  */
 export const AgentEventSchema: GenMessage<AgentEvent> = /*@__PURE__*/
-  messageDesc(file_raptorflow_agent_v1_agent, 8);
+  messageDesc(file_raptorflow_agent_v1_agent, 9);
 
 /**
  * AgentStarted tells which agent and model a stream runs.
@@ -531,7 +575,7 @@ export type AgentStarted = Message<"raptorflow.agent.v1.AgentStarted"> & {
  * Use `create(AgentStartedSchema)` to create a new message.
  */
 export const AgentStartedSchema: GenMessage<AgentStarted> = /*@__PURE__*/
-  messageDesc(file_raptorflow_agent_v1_agent, 9);
+  messageDesc(file_raptorflow_agent_v1_agent, 10);
 
 /**
  * AgentSystem is the generation an agent belongs to.
