@@ -3,8 +3,9 @@ import { Code, ConnectError, createClient, createRouterTransport, type Client } 
 import { describe, expect, it } from "vitest";
 import { AgentService, AgentSystem, ModelTier, type AgentEvent } from "../../gen/raptorflow/agent/v1/agent_pb.js";
 import type { JsonSchema } from "../llm/json-schema.js";
-import type { LlmProvider, LlmRequest } from "../llm/llm-provider.js";
+import type { LlmChunk, LlmProvider, LlmRequest, ToolCall } from "../llm/llm-provider.js";
 import { createOfflineProvider } from "../llm/offline-provider.js";
+import { llmTools } from "../tools/llm-tools.js";
 import { createAgentServiceImpl } from "./agent-service.js";
 import { loadCatalog } from "./catalog.js";
 
@@ -233,6 +234,42 @@ describe("AgentService over the V2 catalog", () => {
     expect(result?.usage?.calls).toBe(1);
     expect(provider.requests).toHaveLength(1);
     expect(provider.requests[0].prompt).toContain("playful but precise");
+  });
+
+  it("StreamAgent reports each tool the model called as a toolCall event before the result, which lists it too", async () => {
+    // A provider whose model calls the first tool it is offered, then answers as the offline provider does.
+    const offline = createOfflineProvider();
+    const calling: LlmProvider = {
+      name: "calling",
+      model: (tier) => offline.model(tier),
+      complete: (req) => offline.complete(req),
+      async *stream(req): AsyncIterable<LlmChunk> {
+        const tool = req.tools?.[0];
+        if (!tool) throw new Error("no tool was offered");
+        const args = { calculations: [{ metric: "cac", spend: 12000, newCustomers: 40 }] };
+        const call: ToolCall = { name: tool.name, arguments: JSON.stringify(args), result: await tool.invoke(args) };
+        yield { tool: call };
+        for await (const c of offline.stream(req)) {
+          if ("done" in c) yield { done: { ...c.done, rounds: 2, toolCalls: [call] } };
+          else yield c;
+        }
+      },
+    };
+    const transport = createRouterTransport((router) => {
+      router.service(AgentService, createAgentServiceImpl({ catalog, provider: calling, tools: llmTools }));
+    });
+    const events: AgentEvent["event"][] = [];
+    for await (const ev of createClient(AgentService, transport).streamAgent({ name: "agents/revenue_model", input: "What is our CAC at 12,000 spend for 40 customers?" })) {
+      events.push(ev.event);
+    }
+    expect(events.map((e) => e.case).filter((c, i, all) => c !== all[i - 1])).toEqual(["started", "toolCall", "delta", "result"]);
+    const toolCalls = events.flatMap((e) => (e.case === "toolCall" ? [e.value] : []));
+    expect(toolCalls.map((c) => c.name)).toEqual(["kpi_calculator"]);
+    expect(JSON.parse(toolCalls[0].result)).toMatchObject({ results: [{ metric: "cac", value: 300 }] });
+    const last = events.at(-1)!;
+    const result = last.case === "result" ? last.value : undefined;
+    expect(result?.toolCalls).toEqual(toolCalls);
+    expect(result?.usage?.calls).toBe(2);
   });
 
   it("StreamAgent of an unknown agent is NOT_FOUND", async () => {

@@ -2,7 +2,7 @@ import { Code, ConnectError } from "@connectrpc/connect";
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
 import { startLoopbackBedrock, type LoopbackBedrock } from "../../test/support/bedrock-loopback.js";
 import { createBedrockProvider, type BedrockProviderOptions } from "./bedrock-provider.js";
-import type { LlmTool } from "./llm-provider.js";
+import type { LlmChunk, LlmTool } from "./llm-provider.js";
 
 let server: LoopbackBedrock;
 beforeAll(async () => {
@@ -28,6 +28,17 @@ const provider = (o: Partial<BedrockProviderOptions> = {}) =>
   });
 const req = { system: "You are a copywriter.", prompt: "## Request\nWrite a tagline", tier: "fast" as const, outputKeys: ["headline", "variants"] };
 const errorOf = async (p: Promise<unknown>) => ConnectError.from(await p.then(() => undefined, (e: unknown) => e));
+const drain = async (s: AsyncIterable<LlmChunk>) => {
+  const chunks: LlmChunk[] = [];
+  for await (const c of s) chunks.push(c);
+  return chunks;
+};
+const lookup: LlmTool = {
+  name: "lookup_brand",
+  description: "Looks up the brand's voice.",
+  parameters: { type: "object", properties: { brand: { type: "string" } }, required: ["brand"] },
+  invoke: async (args) => JSON.stringify({ voice: `warm for ${(args as { brand: string }).brand}` }),
+};
 
 describe("the Bedrock provider against a loopback Bedrock Runtime (Converse over HTTP/2)", () => {
   it("sends the system prompt with the answer's schema, the user turn and the tier's model, signed for bedrock in the region; answers with usage", async () => {
@@ -111,6 +122,53 @@ describe("the Bedrock provider against a loopback Bedrock Runtime (Converse over
     expect(done?.text).toBe(text);
     expect(done?.usage.inputTokens).toBe(42);
     expect(done?.usage.outputTokens).toBe(Math.ceil(text.length / 4));
+  });
+
+  it("streams a tool round through ConverseStream: toolUse blocks put together from their input pieces, each tool call as its tool answered, then the answer", async () => {
+    server.script({ kind: "tool_use", text: "Let me check both.", calls: [{ name: "lookup_brand", input: { brand: "Crumb" } }, { name: "lookup_brand", input: { brand: "Loaf" } }] });
+    const chunks = await drain(provider().stream({ ...req, tools: [lookup] }));
+    const kinds = chunks.map((c) => Object.keys(c)[0]);
+    expect(kinds.filter((k, i) => k !== kinds[i - 1])).toEqual(["delta", "tool", "delta", "done"]);
+    expect(chunks[0]).toEqual({ delta: "Let me check both." });
+    const tools = chunks.flatMap((c) => ("tool" in c ? [c.tool] : []));
+    expect(tools).toEqual([
+      { name: "lookup_brand", arguments: '{"brand":"Crumb"}', result: '{"voice":"warm for Crumb"}' },
+      { name: "lookup_brand", arguments: '{"brand":"Loaf"}', result: '{"voice":"warm for Loaf"}' },
+    ]);
+    const answerText = chunks.slice(kinds.lastIndexOf("tool") + 1, -1).map((c) => ("delta" in c ? c.delta : "")).join("");
+    const done = chunks.at(-1) as { done: { text: string; rounds: number; usage: unknown; toolCalls: unknown } };
+    expect(JSON.parse(done.done.text)).toEqual({ headline: "loopback headline", variants: "loopback variants" });
+    expect(done.done.text).toBe(answerText);
+    expect(done.done.rounds).toBe(2);
+    expect(done.done.toolCalls).toEqual(tools);
+    expect(done.done.usage).toEqual({ inputTokens: 30 + 42, outputTokens: 10 + Math.ceil(answerText.length / 4) });
+
+    const [first, second] = server.requests;
+    expect([first.stream, second.stream]).toEqual([true, true]);
+    expect(first.body.toolConfig?.tools[0].toolSpec.name).toBe("lookup_brand");
+    expect(second.body.messages.map((m) => m.role)).toEqual(["user", "assistant", "user"]);
+    const said = second.body.messages[1].content;
+    expect(said.find((c) => "text" in c)).toEqual({ text: "Let me check both." });
+    expect(said.filter((c) => "toolUse" in c).map((c) => c.toolUse)).toEqual([
+      { toolUseId: "tooluse_1_0", name: "lookup_brand", input: { brand: "Crumb" } },
+      { toolUseId: "tooluse_1_1", name: "lookup_brand", input: { brand: "Loaf" } },
+    ]);
+    const results = second.body.messages[2].content as { toolResult: { toolUseId: string } }[];
+    expect(results.map((c) => c.toolResult.toolUseId)).toEqual(["tooluse_1_0", "tooluse_1_1"]);
+    expect(JSON.stringify(results[1])).toContain("warm for Loaf");
+  });
+
+  it("in a stream, sends a tool's error back, and after the last tool round asks without tools and without tool blocks", async () => {
+    const failing: LlmTool = { name: "flaky", description: "Fails.", parameters: { type: "object", properties: {} }, invoke: async () => Promise.reject(new Error("the index is down")) };
+    server.script({ kind: "tool_use", calls: [{ name: "flaky", input: {} }] }, { kind: "tool_use", calls: [{ name: "flaky", input: {} }] });
+    const chunks = await drain(provider({ maxToolRounds: 2 }).stream({ ...req, tools: [failing] }));
+    expect(chunks.flatMap((c) => ("tool" in c ? [c.tool.result] : []))).toEqual([JSON.stringify({ error: "the index is down" }), JSON.stringify({ error: "the index is down" })]);
+    expect(chunks.at(-1)).toMatchObject({ done: { rounds: 3 } });
+    expect(JSON.stringify(server.requests[1].body.messages.at(-1))).toContain("the index is down");
+    const last = server.requests[2].body;
+    expect(last.toolConfig).toBeUndefined();
+    expect(JSON.stringify(last.messages)).not.toMatch(/toolUse|toolResult/);
+    expect(JSON.stringify(last.messages.at(-1))).toContain("No more tools can be called");
   });
 
   it("retries a ThrottlingException, and maps one that persists to RESOURCE_EXHAUSTED", async () => {

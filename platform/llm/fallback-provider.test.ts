@@ -5,6 +5,7 @@ import { startLoopbackOpenAI, type LoopbackOpenAI } from "../../test/support/ope
 import { createAgentServiceImpl } from "../agents/agent-service.js";
 import { loadCatalog } from "../agents/catalog.js";
 import { createFallbackProvider } from "./fallback-provider.js";
+import type { LlmChunk, LlmProvider } from "./llm-provider.js";
 import { createOfflineProvider } from "./offline-provider.js";
 import { createOpenAIProvider } from "./openai-provider.js";
 import { providerFromEnv } from "./provider-from-env.js";
@@ -53,6 +54,42 @@ describe("provider fallback", () => {
     const client = createClient(AgentService, createRouterTransport(({ service }) => service(AgentService, impl)));
     const res = await client.runAgent({ name: "agents/copywriter", input: "Write a tagline" });
     expect(res.provider).toBe("offline");
+  });
+
+  it("in a stream, falls through when a provider fails before yielding anything, but not once it has yielded a tool call; tool calls pass through", async () => {
+    const tool = { name: "kpi_calculator", arguments: "{}", result: '{"value":1}' };
+    const failing = (name: string, before: LlmChunk[]): LlmProvider & { streams: number } => ({
+      name,
+      streams: 0,
+      model: () => "m",
+      complete: () => Promise.reject(new Error("unused")),
+      async *stream() {
+        this.streams++;
+        yield* before;
+        throw new ConnectError(`${name} went away`, Code.Unavailable);
+      },
+    });
+    const drain = async (p: LlmProvider) => {
+      const chunks: LlmChunk[] = [];
+      const error = await (async () => {
+        for await (const c of p.stream(req)) chunks.push(c);
+      })().then(() => undefined, (e: unknown) => ConnectError.from(e));
+      return { chunks, error };
+    };
+
+    const warnings: string[] = [];
+    const down = failing("down", []);
+    const fell = await drain(createFallbackProvider([down, createOfflineProvider()], (m) => warnings.push(m)));
+    expect(fell.error).toBeUndefined();
+    expect(fell.chunks.at(-1)).toMatchObject({ done: { provider: "offline" } });
+    expect(warnings[0]).toMatch(/down failed .* trying offline/);
+
+    const spare = failing("spare", []);
+    const kept = await drain(createFallbackProvider([failing("halfway", [{ tool }]), spare]));
+    expect(kept.chunks).toEqual([{ tool }]);
+    expect(kept.error?.code).toBe(Code.Unavailable);
+    expect(kept.error?.rawMessage).toBe("halfway went away");
+    expect(spare.streams).toBe(0);
   });
 
   it("LLM_PROVIDER=openai,offline builds the chain from configuration alone", () => {

@@ -8,8 +8,9 @@ const fallbackCodes = new Set([Code.Unavailable, Code.ResourceExhausted, Code.De
  * createFallbackProvider tries providers in order: each already retries
  * 429s, 5xx and timeouts with backoff; when one still fails that way, the
  * next answers. A request the provider rejects (bad request, bad key) or a
- * cancelled call does not fall through. Every answer names the provider that
- * gave it.
+ * cancelled call does not fall through, and neither does a stream that has
+ * yielded anything (text or a tool call). Every answer names the provider
+ * that gave it.
  */
 export function createFallbackProvider(providers: readonly LlmProvider[], warn: (m: string) => void = console.warn): LlmProvider {
   if (providers.length === 0) throw new Error("a fallback chain needs at least one provider");
@@ -41,7 +42,7 @@ export function createFallbackProvider(providers: readonly LlmProvider[], warn: 
           }
           return;
         } catch (e) {
-          // Once text has been streamed, switching providers would mix two answers.
+          // Once text or a tool call has been streamed, switching providers would mix two answers (and run tools twice).
           if (started || !shouldFall(e, i)) throw e;
           warn(`${p.name} failed (${(e as ConnectError).rawMessage}); trying ${providers[i + 1].name}`);
         }

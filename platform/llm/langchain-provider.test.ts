@@ -1,7 +1,7 @@
 import { Code, ConnectError } from "@connectrpc/connect";
 import { BaseChatModel, type BaseChatModelCallOptions } from "@langchain/core/language_models/chat_models";
 import type { BindToolsInput } from "@langchain/core/language_models/chat_models";
-import { AIMessage, AIMessageChunk, type BaseMessage } from "@langchain/core/messages";
+import { AIMessage, AIMessageChunk, type BaseMessage, type ToolCallChunk } from "@langchain/core/messages";
 import { ChatGenerationChunk, type ChatResult } from "@langchain/core/outputs";
 import { FakeListChatModel } from "@langchain/core/utils/testing";
 import { describe, expect, it } from "vitest";
@@ -45,13 +45,28 @@ class ScriptedChatModel extends BaseChatModel<ScriptedCallOptions> {
     const message = await this.next(messages, options);
     return { generations: [{ message, text: message.text }] };
   }
+  /**
+   * _streamResponseChunks streams an answer as chat models do: its text in
+   * pieces, then each tool call as a first chunk with its id and name and its
+   * arguments in pieces (tool_call_chunks, put together by index when the
+   * chunks are concatenated), the usage on the last chunk.
+   */
   override async *_streamResponseChunks(messages: BaseMessage[], options: this["ParsedCallOptions"]): AsyncGenerator<ChatGenerationChunk> {
     const message = await this.next(messages, options);
     const text = message.text;
-    for (let i = 0; i < text.length; i += 3) {
-      const last = i + 3 >= text.length;
-      const piece = text.slice(i, i + 3);
-      yield new ChatGenerationChunk({ text: piece, message: new AIMessageChunk({ content: piece, usage_metadata: last ? message.usage_metadata : undefined }) });
+    const pieces: { content: string; tool_call_chunks?: ToolCallChunk[] }[] = [];
+    for (let i = 0; i < text.length; i += 3) pieces.push({ content: text.slice(i, i + 3) });
+    const calls = [
+      ...(message.tool_calls ?? []).map((c) => ({ id: c.id, name: c.name, args: JSON.stringify(c.args) })),
+      ...(message.invalid_tool_calls ?? []).map((c) => ({ id: c.id, name: c.name, args: c.args ?? "" })),
+    ];
+    calls.forEach((c, index) => {
+      pieces.push({ content: "", tool_call_chunks: [{ type: "tool_call_chunk", index, id: c.id, name: c.name, args: "" }] });
+      for (let i = 0; i < c.args.length; i += 4) pieces.push({ content: "", tool_call_chunks: [{ type: "tool_call_chunk", index, args: c.args.slice(i, i + 4) }] });
+    });
+    for (const [i, piece] of pieces.entries()) {
+      const usage_metadata = i === pieces.length - 1 ? message.usage_metadata : undefined;
+      yield new ChatGenerationChunk({ text: piece.content, message: new AIMessageChunk({ ...piece, usage_metadata }) });
     }
   }
 }
@@ -203,6 +218,83 @@ describe("the LangChain provider adapter (with scripted chat models)", () => {
     expect(chunks.at(-1)).toEqual({ done: { text: '{"headline":"Streamed"}', model: "small-1", usage: { inputTokens: 40, outputTokens: 8 }, rounds: 1, toolCalls: [] } });
     expect(model.requests[0].options.responseMimeType).toBe("application/json");
     expect(model.requests[0].messages.map((m) => m.type)).toEqual(["system", "human"]);
+  });
+
+  it("streams tool rounds: each tool call as soon as its tool answered, then the answer's deltas, then the response, like complete", async () => {
+    const script = () => [
+      callTools([{ id: "c1", name: "lookup", args: { word: "crumb" } }, { id: "c2", name: "missing", args: {} }], 10, 2),
+      callTools([{ id: "c3", name: "lookup", args: { word: "boom" } }], 20, 3),
+      answer('{"headline":"Crumbs!"}', 30, 4),
+    ];
+    const seen: unknown[] = [];
+    const model = new ScriptedChatModel(script());
+    const chunks = await drain(provider(model, { jsonMode: { responseMimeType: "application/json" } }).stream({ ...req, tools: [lookup(seen)] }));
+    const kinds = chunks.map((c) => Object.keys(c)[0]);
+    expect(kinds.filter((k, i) => k !== kinds[i - 1])).toEqual(["tool", "delta", "done"]);
+    expect(chunks.filter((c) => "delta" in c).map((c) => (c as { delta: string }).delta).join("")).toBe('{"headline":"Crumbs!"}');
+    const tools = chunks.flatMap((c) => ("tool" in c ? [c.tool] : []));
+    expect(tools).toEqual([
+      { name: "lookup", arguments: '{"word":"crumb"}', result: '{"meaning":"meaning of crumb"}' },
+      { name: "missing", arguments: "{}", result: JSON.stringify({ error: 'there is no tool named "missing"' }) },
+      { name: "lookup", arguments: '{"word":"boom"}', result: JSON.stringify({ error: "the dictionary is closed" }) },
+    ]);
+    expect(seen).toEqual([{ word: "crumb" }, { word: "boom" }]);
+    const done = (chunks.at(-1) as { done: unknown }).done;
+    expect(done).toEqual({ text: '{"headline":"Crumbs!"}', model: "small-1", usage: { inputTokens: 60, outputTokens: 9 }, rounds: 3, toolCalls: tools });
+    expect(done).toEqual(await provider(new ScriptedChatModel(script()), { jsonMode: { responseMimeType: "application/json" } }).complete({ ...req, tools: [lookup()] }));
+
+    expect(model.requests.map((r) => r.options.tools?.length)).toEqual([1, 1, 1]);
+    expect(model.requests.map((r) => r.options.responseMimeType)).toEqual([undefined, undefined, undefined]);
+    const third = model.requests[2].messages;
+    expect(third.map((m) => m.type)).toEqual(["system", "human", "ai", "tool", "tool", "ai", "tool"]);
+    // The streamed answer's tool_call_chunks were put together into the calls it replays.
+    expect((third[2] as AIMessage).tool_calls?.map((c) => [c.id, c.name, c.args])).toEqual([["c1", "lookup", { word: "crumb" }], ["c2", "missing", {}]]);
+    expect(third.filter((m) => m.type === "tool").map((m) => (m as unknown as { tool_call_id: string }).tool_call_id)).toEqual(["c1", "c2", "c3"]);
+    expect(third[6].text).toContain("the dictionary is closed");
+  });
+
+  it("in a stream, sends arguments that did not parse back as an error, and after maxToolRounds asks without tools (in JSON mode), replaying the calls as text", async () => {
+    const model = new ScriptedChatModel([
+      new AIMessage({ content: "", invalid_tool_calls: [{ id: "bad", name: "lookup", args: "{word:", error: "Unexpected token", type: "invalid_tool_call" }] }),
+      callTools([{ id: "c", name: "lookup", args: { word: "more" } }]),
+      answer('{"headline":"Done"}'),
+    ]);
+    const chunks = await drain(provider(model, { maxToolRounds: 2, jsonMode: { responseMimeType: "application/json" } }).stream({ ...req, tools: [lookup()] }));
+    const tools = chunks.flatMap((c) => ("tool" in c ? [c.tool] : []));
+    expect(tools[0].arguments).toBe("{word:");
+    expect(tools[0].result).toContain("the arguments are not valid JSON");
+    expect(tools[1].result).toContain("meaning of more");
+    expect(chunks.at(-1)).toMatchObject({ done: { text: '{"headline":"Done"}', rounds: 3 } });
+    const last = model.requests[2];
+    expect(last.options.tools).toBeUndefined();
+    expect(last.options.responseMimeType).toBe("application/json");
+    expect(last.messages.map((m) => m.type)).toEqual(["system", "human", "ai", "human", "ai", "human"]);
+    expect(last.messages[5].text).toContain("No more tools can be called");
+  });
+
+  it("in a stream, the wait for each chunk is bounded in every round, the time tools take is not, and a caller that stops after a tool call ends the call", async () => {
+    const slow: LlmTool = { ...lookup(), invoke: async () => new Promise((r) => setTimeout(() => r('"slow but fine"'), 120)) };
+    const patient = await drain(provider(new ScriptedChatModel([callTools([{ id: "c", name: "lookup", args: { word: "a" } }]), answer("{}")]), { timeoutMs: 50 }).stream({ ...req, tools: [slow] }));
+    expect(patient.at(-1)).toMatchObject({ done: { rounds: 2, toolCalls: [{ result: '"slow but fine"' }] } });
+
+    const stalled = provider(new ScriptedChatModel([callTools([{ id: "c", name: "lookup", args: { word: "a" } }]), "hang"]), { timeoutMs: 50 });
+    const err = await errorOf(drain(stalled.stream({ ...req, tools: [lookup()] })));
+    expect(err.code).toBe(Code.DeadlineExceeded);
+
+    const model = new ScriptedChatModel([callTools([{ id: "c", name: "lookup", args: { word: "a" } }]), answer("{}")]);
+    for await (const c of provider(model).stream({ ...req, tools: [lookup()] })) if ("tool" in c) break;
+    expect(model.requests).toHaveLength(1);
+
+    const controller = new AbortController();
+    const cancelling: LlmTool = { ...lookup(), invoke: async () => (controller.abort(), '"ok"') };
+    const cancelled = await errorOf(drain(provider(new ScriptedChatModel([callTools([{ id: "c", name: "lookup", args: {} }]), answer("{}")])).stream({ ...req, tools: [cancelling], signal: controller.signal })));
+    expect(cancelled.code).toBe(Code.Canceled);
+  });
+
+  it("a stream refuses tools for a model that cannot bind them", async () => {
+    const model = new ScriptedChatModel([]);
+    Object.assign(model, { bindTools: undefined });
+    expect((await errorOf(drain(provider(model).stream({ ...req, tools: [lookup()] })))).code).toBe(Code.Unimplemented);
   });
 
   it("maps errors to codes: the provider's mapper first, then the HTTP status wherever the client put it, connection failures, the rest UNKNOWN; the cause is kept", async () => {

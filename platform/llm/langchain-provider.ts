@@ -1,8 +1,9 @@
 import { Code, ConnectError } from "@connectrpc/connect";
 import type { BaseChatModel } from "@langchain/core/language_models/chat_models";
 import type { ToolDefinition } from "@langchain/core/language_models/base";
-import { AIMessage, HumanMessage, SystemMessage, ToolMessage, type AIMessageChunk, type BaseMessage } from "@langchain/core/messages";
+import { AIMessage, AIMessageChunk, HumanMessage, SystemMessage, ToolMessage, type BaseMessage } from "@langchain/core/messages";
 import type { LlmChunk, LlmProvider, LlmRequest, LlmResponse, ModelTierName, ToolCall } from "./llm-provider.js";
+import { invokeTool, returnValue } from "./tool-rounds.js";
 
 /** ChatModelSource is a LangChain chat model, or a factory that builds it the first time its tier is used. */
 export type ChatModelSource = BaseChatModel | (() => BaseChatModel);
@@ -43,15 +44,31 @@ interface ExecutedCall {
   readonly result: string;
 }
 
+/** Round is a model answer that called tools, and the calls as the tools answered them. */
+interface Round {
+  readonly ai: AIMessageChunk;
+  readonly calls: readonly ExecutedCall[];
+}
+
+/** Ask sends one model request of a call; a streaming one yields the text as it comes, then returns the whole answer. */
+type Ask = (
+  model: Pick<BaseChatModel, "invoke" | "stream">,
+  messages: BaseMessage[],
+  req: LlmRequest,
+  callOptions: Readonly<Record<string, unknown>>,
+) => AsyncGenerator<LlmChunk, AIMessageChunk>;
+
 /**
  * createLangChainProvider adapts LangChain chat models (ChatVertexAI,
  * ChatBedrockConverse, or any BaseChatModel) to LlmProvider: a system and a
  * user message; tools bound with `bindTools` from their JSON Schemas, run in
  * rounds like the OpenAI provider (tool errors go back to the model, the last
- * round offers no tools); usage summed from `usage_metadata` over the rounds;
- * streaming through `.stream()`. The request's signal and a per-request
- * deadline cancel the model call; whatever fails becomes a ConnectError with
- * a code a caller (and the fallback chain) can act on, the cause kept.
+ * round offers no tools); usage summed from `usage_metadata` over the rounds.
+ * A stream runs the same rounds through `.stream()`, yielding text as it
+ * comes and each tool call as soon as its tool answered. The request's signal
+ * and a per-request deadline (for a stream, a per-chunk one) cancel the model
+ * call; whatever fails becomes a ConnectError with a code a caller (and the
+ * fallback chain) can act on, the cause kept.
  */
 export function createLangChainProvider(options: LangChainProviderOptions): LlmProvider {
   const { name } = options;
@@ -69,8 +86,8 @@ export function createLangChainProvider(options: LangChainProviderOptions): LlmP
   };
   const jsonOptions = (req: LlmRequest) => (answerSchema(req) && options.jsonMode ? options.jsonMode : {});
 
-  /** invoke runs one model request under the caller's signal and its own deadline. */
-  const invoke = async (model: Pick<BaseChatModel, "invoke">, messages: BaseMessage[], req: LlmRequest, callOptions: Readonly<Record<string, unknown>>) => {
+  /** askOnce is one model request, answered whole, under the caller's signal and its own deadline. */
+  const askOnce: Ask = async function* (model, messages, req, callOptions) {
     const deadline = AbortSignal.timeout(timeoutMs);
     const signal = req.signal ? AbortSignal.any([req.signal, deadline]) : deadline;
     try {
@@ -80,89 +97,93 @@ export function createLangChainProvider(options: LangChainProviderOptions): LlmP
     }
   };
 
+  /**
+   * askStreaming is one streamed model request: text deltas are yielded as
+   * they come, and the chunks are concatenated into the whole answer (that is
+   * how LangChain puts together tool_call_chunks and sums usage, which
+   * Bedrock sends once, at the end).
+   */
+  const askStreaming: Ask = async function* (model, messages, req, callOptions) {
+    const idle = new AbortController();
+    const signal = req.signal ? AbortSignal.any([req.signal, idle.signal]) : idle.signal;
+    let answer: AIMessageChunk | undefined;
+    let iterator: AsyncIterator<AIMessageChunk> | undefined;
+    // The model has timeoutMs to send each chunk; time the caller spends between chunks, or tools between rounds, does not count.
+    const step = async <T>(p: () => Promise<T>): Promise<T> => {
+      const timer = setTimeout(() => idle.abort(), timeoutMs);
+      try {
+        return await untilAborted(p(), signal);
+      } catch (e) {
+        throw providerError(name, e, { cancelled: req.signal?.aborted === true, timedOut: idle.signal.aborted, timeoutMs, mapError: options.mapError });
+      } finally {
+        clearTimeout(timer);
+      }
+    };
+    try {
+      const stream = await step(() => model.stream(messages, { ...callOptions, signal }));
+      iterator = stream[Symbol.asyncIterator]();
+      for (;;) {
+        const next = await step(() => iterator!.next());
+        if (next.done) break;
+        answer = answer ? answer.concat(next.value) : next.value;
+        const delta = next.value.text;
+        if (delta) yield { delta };
+      }
+    } finally {
+      // A caller that stops early, or a failure, ends the model's stream too.
+      if (!idle.signal.aborted) idle.abort();
+      void iterator?.return?.().catch(() => undefined);
+    }
+    return answer ?? new AIMessageChunk({ content: "" });
+  };
+
+  /**
+   * rounds runs one call: a request per round through ask, the model's tool
+   * calls answered in order (each yielded as soon as its tool answered), until
+   * the model answers without calls; it returns the response, usage summed
+   * from `usage_metadata` over the rounds.
+   */
+  const rounds = async function* (req: LlmRequest, ask: Ask): AsyncGenerator<LlmChunk, LlmResponse> {
+    const model = chatModel(req.tier);
+    const tools = req.tools ?? [];
+    if (tools.length > 0 && !model.bindTools) {
+      throw new ConnectError(`${name}: the ${req.tier} model (${options.modelNames[req.tier]}) cannot call tools`, Code.Unimplemented);
+    }
+    const withTools = tools.length > 0 ? model.bindTools!(tools.map(toolDefinition)) : model;
+    const head = [new SystemMessage(systemPrompt(req)), new HumanMessage(req.prompt)];
+    const history: Round[] = [];
+    const usage = { inputTokens: 0, outputTokens: 0 };
+    for (let round = 1; ; round++) {
+      // The last round offers no tools, so the model must answer.
+      const offer = tools.length > 0 && round <= maxRounds;
+      const messages = offer || history.length === 0 ? [...head, ...history.flatMap(structuredRound)] : [...head, ...history.flatMap(textRound)];
+      const ai = yield* ask(offer ? withTools : model, messages, req, offer ? {} : jsonOptions(req));
+      usage.inputTokens += ai.usage_metadata?.input_tokens ?? 0;
+      usage.outputTokens += ai.usage_metadata?.output_tokens ?? 0;
+      const requested = offer ? requestedCalls(ai, round) : [];
+      if (requested.length === 0) {
+        const toolCalls: ToolCall[] = history.flatMap((r) => r.calls.map((c) => ({ name: c.name, arguments: c.arguments, result: c.result })));
+        return { text: ai.text, model: options.modelNames[req.tier], usage, rounds: round, toolCalls };
+      }
+      const calls: ExecutedCall[] = [];
+      for (const call of requested) {
+        const result = await invokeTool(tools, call.name, () => {
+          if (call.error) throw new Error(call.error);
+          return call.args;
+        });
+        calls.push({ id: call.id, name: call.name, arguments: call.arguments, result });
+        yield { tool: { name: call.name, arguments: call.arguments, result } };
+      }
+      history.push({ ai, calls });
+    }
+  };
+
   return {
     name,
     model: (tier) => options.modelNames[tier],
-    async complete(req): Promise<LlmResponse> {
-      const model = chatModel(req.tier);
-      const tools = req.tools ?? [];
-      if (tools.length > 0 && !model.bindTools) {
-        throw new ConnectError(`${name}: the ${req.tier} model (${options.modelNames[req.tier]}) cannot call tools`, Code.Unimplemented);
-      }
-      const withTools = tools.length > 0 ? model.bindTools!(tools.map(toolDefinition)) : model;
-      const head = [new SystemMessage(systemPrompt(req)), new HumanMessage(req.prompt)];
-      const history: { readonly ai: AIMessageChunk; readonly calls: readonly ExecutedCall[] }[] = [];
-      const usage = { inputTokens: 0, outputTokens: 0 };
-      for (let round = 1; ; round++) {
-        // The last round offers no tools, so the model must answer.
-        const offer = tools.length > 0 && round <= maxRounds;
-        const messages = offer || history.length === 0 ? [...head, ...history.flatMap(structuredRound)] : [...head, ...history.flatMap(textRound)];
-        const ai = await invoke(offer ? withTools : model, messages, req, offer ? {} : jsonOptions(req));
-        usage.inputTokens += ai.usage_metadata?.input_tokens ?? 0;
-        usage.outputTokens += ai.usage_metadata?.output_tokens ?? 0;
-        const requested = offer ? requestedCalls(ai, round) : [];
-        if (requested.length === 0) {
-          const toolCalls: ToolCall[] = history.flatMap((r) => r.calls.map((c) => ({ name: c.name, arguments: c.arguments, result: c.result })));
-          return { text: ai.text, model: options.modelNames[req.tier], usage, rounds: round, toolCalls };
-        }
-        const calls: ExecutedCall[] = [];
-        for (const call of requested) {
-          let result: string;
-          try {
-            if (call.error) throw new Error(call.error);
-            const tool = tools.find((t) => t.name === call.name);
-            if (!tool) throw new Error(`there is no tool named "${call.name}"`);
-            result = await tool.invoke(call.args);
-          } catch (e) {
-            // The model sees the error and can correct its arguments.
-            result = JSON.stringify({ error: (e as Error).message });
-          }
-          calls.push({ id: call.id, name: call.name, arguments: call.arguments, result });
-        }
-        history.push({ ai, calls });
-      }
-    },
+    complete: (req) => returnValue(rounds(req, askOnce)),
     async *stream(req): AsyncIterable<LlmChunk> {
-      // Like the OpenAI provider, a stream answers in one model request, without tools.
-      const model = chatModel(req.tier);
-      const messages = [new SystemMessage(systemPrompt(req)), new HumanMessage(req.prompt)];
-      const idle = new AbortController();
-      const signal = req.signal ? AbortSignal.any([req.signal, idle.signal]) : idle.signal;
-      let text = "";
-      let answer: AIMessageChunk | undefined;
-      let iterator: AsyncIterator<AIMessageChunk> | undefined;
-      // The model has timeoutMs to send each chunk; time the caller spends between chunks does not count.
-      const step = async <T>(p: () => Promise<T>): Promise<T> => {
-        const timer = setTimeout(() => idle.abort(), timeoutMs);
-        try {
-          return await untilAborted(p(), signal);
-        } catch (e) {
-          throw providerError(name, e, { cancelled: req.signal?.aborted === true, timedOut: idle.signal.aborted, timeoutMs, mapError: options.mapError });
-        } finally {
-          clearTimeout(timer);
-        }
-      };
-      try {
-        const stream = await step(() => model.stream(messages, { ...jsonOptions(req), signal }));
-        iterator = stream[Symbol.asyncIterator]();
-        for (;;) {
-          const next = await step(() => iterator!.next());
-          if (next.done) break;
-          // Aggregating with concat is how LangChain sums streamed usage (Bedrock sends it once, at the end).
-          answer = answer ? answer.concat(next.value) : next.value;
-          const delta = next.value.text;
-          if (delta) {
-            text += delta;
-            yield { delta };
-          }
-        }
-      } finally {
-        // A caller that stops early, or a failure, ends the model's stream too.
-        if (!idle.signal.aborted) idle.abort();
-        void iterator?.return?.().catch(() => undefined);
-      }
-      const usage = { inputTokens: answer?.usage_metadata?.input_tokens ?? 0, outputTokens: answer?.usage_metadata?.output_tokens ?? 0 };
-      yield { done: { text, model: options.modelNames[req.tier], usage, rounds: 1, toolCalls: [] } };
+      yield { done: yield* rounds(req, askStreaming) };
     },
   };
 }
@@ -212,7 +233,7 @@ function requestedCalls(ai: AIMessageChunk, round: number): { id: string; name: 
 }
 
 /** structuredRound replays a round as the model's tool calls and one ToolMessage per result. */
-function structuredRound(r: { readonly ai: AIMessageChunk; readonly calls: readonly ExecutedCall[] }): BaseMessage[] {
+function structuredRound(r: Round): BaseMessage[] {
   return [r.ai, ...r.calls.map((c) => new ToolMessage({ tool_call_id: c.id, name: c.name, content: c.result }))];
 }
 
@@ -221,7 +242,7 @@ function structuredRound(r: { readonly ai: AIMessageChunk; readonly calls: reado
  * tools: Bedrock rejects toolUse and toolResult blocks in a request that
  * declares no tools, and text is understood by every model.
  */
-function textRound(r: { readonly ai: AIMessageChunk; readonly calls: readonly ExecutedCall[] }, i: number, all: readonly unknown[]): BaseMessage[] {
+function textRound(r: Round, i: number, all: readonly unknown[]): BaseMessage[] {
   const said = r.ai.text ? `${r.ai.text}\n\n` : "";
   const last = i === all.length - 1 ? "\n\nNo more tools can be called: answer now." : "";
   return [

@@ -23,7 +23,8 @@ export interface OfflineProviderOptions {
  * enum's first member, numbers at their maximum, booleans true, arrays of
  * their least non-zero length). So the agent runtime's parsing, validation,
  * context sharing and accounting run on every call exactly as with a real
- * model.
+ * model. It calls no tools: a request's `tools` are ignored, so its answers
+ * have one round and no tool calls, and its streams yield no tool chunks.
  */
 export function createOfflineProvider(options: OfflineProviderOptions = {}): LlmProvider {
   const latencyMs = options.latencyMs ?? 0;

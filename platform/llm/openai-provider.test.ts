@@ -4,7 +4,9 @@ import { AgentService } from "../../gen/raptorflow/agent/v1/agent_pb.js";
 import { startLoopbackOpenAI, type LoopbackOpenAI } from "../../test/support/openai-loopback.js";
 import { createAgentServiceImpl } from "../agents/agent-service.js";
 import { loadCatalog } from "../agents/catalog.js";
-import { createOpenAIProvider } from "./openai-provider.js";
+import { llmTools } from "../tools/llm-tools.js";
+import type { LlmChunk, LlmTool } from "./llm-provider.js";
+import { createOpenAIProvider, type OpenAIProviderOptions } from "./openai-provider.js";
 import { providerFromEnv } from "./provider-from-env.js";
 
 let server: LoopbackOpenAI;
@@ -18,10 +20,24 @@ beforeEach(() => {
   server.requests.length = 0;
 });
 
-const provider = () => createOpenAIProvider({ apiKey: "test", baseURL: server.baseURL, models: { fast: "small-model", capable: "big-model" }, timeoutMs: 1000, maxRetries: 1 });
+const provider = (o: Partial<OpenAIProviderOptions> = {}) =>
+  createOpenAIProvider({ apiKey: "test", baseURL: server.baseURL, models: { fast: "small-model", capable: "big-model" }, timeoutMs: 1000, maxRetries: 1, ...o });
 const req = { system: "You are a copywriter.", prompt: "## Request\nWrite a tagline", tier: "fast" as const, outputKeys: ["headline", "variants"] };
 
 const errorOf = async (p: Promise<unknown>) => ConnectError.from(await p.then(() => undefined, (e: unknown) => e));
+const drain = async (s: AsyncIterable<LlmChunk>) => {
+  const chunks: LlmChunk[] = [];
+  for await (const c of s) chunks.push(c);
+  return chunks;
+};
+const kpiCalculator = llmTools.find((t) => t.name === "kpi_calculator")!;
+
+/** Sent is the part of a Chat Completions request the tool-round tests read. */
+type Sent = {
+  stream?: boolean;
+  tools?: { function: { name: string } }[];
+  messages: { role: string; content: string | null; tool_call_id?: string; tool_calls?: { id: string; type: string; function: { name: string; arguments: string } }[] }[];
+};
 
 describe("the OpenAI provider against a loopback Chat Completions server", () => {
   it("sends the system prompt, the user turn, the tier's model and a JSON schema naming the output keys", async () => {
@@ -66,11 +82,84 @@ describe("the OpenAI provider against a loopback Chat Completions server", () =>
     let done;
     for await (const c of provider().stream(req)) {
       if ("delta" in c) text += c.delta;
-      else done = c.done;
+      else if ("done" in c) done = c.done;
     }
     expect(JSON.parse(text)).toEqual({ headline: "loopback headline", variants: "loopback variants" });
     expect(done?.text).toBe(text);
     expect(done?.usage.inputTokens).toBe(42);
+  });
+
+  it("streams a call with tool rounds: the calls put together from their fragments, each tool's answer as it comes, then the answer's deltas, then the response", async () => {
+    const cac = { calculations: [{ metric: "cac", spend: 12000, newCustomers: 40 }] };
+    const roas = { calculations: [{ metric: "roas", revenue: 18000, adSpend: 4000 }] };
+    server.script({ kind: "tool_calls", calls: [{ name: "kpi_calculator", arguments: cac }, { name: "kpi_calculator", arguments: roas }] });
+    const chunks = await drain(provider().stream({ ...req, tools: [kpiCalculator] }));
+
+    const kinds = chunks.map((c) => Object.keys(c)[0]);
+    expect(kinds.filter((k, i) => k !== kinds[i - 1])).toEqual(["tool", "delta", "done"]);
+    const tools = chunks.flatMap((c) => ("tool" in c ? [c.tool] : []));
+    expect(tools.map((t) => [t.name, JSON.parse(t.arguments)])).toEqual([["kpi_calculator", cac], ["kpi_calculator", roas]]);
+    expect(JSON.parse(tools[0].result)).toMatchObject({ results: [{ metric: "cac", value: 300 }] });
+    expect(JSON.parse(tools[1].result)).toMatchObject({ results: [{ metric: "roas", value: 4.5 }] });
+    const answerText = chunks.map((c) => ("delta" in c ? c.delta : "")).join("");
+    expect(JSON.parse(answerText)).toEqual({ headline: "loopback headline", variants: "loopback variants" });
+
+    const done = chunks.at(-1);
+    expect(done && "done" in done && done.done).toMatchObject({ text: answerText, model: "small-model", rounds: 2, toolCalls: tools });
+    expect(done && "done" in done && done.done.usage).toEqual({ inputTokens: 30 + 42, outputTokens: 10 + Math.ceil(answerText.length / 4) });
+
+    const [first, second] = server.requests as Sent[];
+    expect(first.stream).toBe(true);
+    expect(second.stream).toBe(true);
+    expect(first.tools?.map((t) => t.function.name)).toEqual(["kpi_calculator"]);
+    expect(second.messages.map((m) => m.role)).toEqual(["system", "user", "assistant", "tool", "tool"]);
+    expect(second.messages[2].content).toBeNull();
+    expect(second.messages[2].tool_calls).toEqual([
+      { id: "call_1_0", type: "function", function: { name: "kpi_calculator", arguments: JSON.stringify(cac) } },
+      { id: "call_1_1", type: "function", function: { name: "kpi_calculator", arguments: JSON.stringify(roas) } },
+    ]);
+    expect(second.messages.slice(3).map((m) => [m.tool_call_id, m.content])).toEqual([["call_1_0", tools[0].result], ["call_1_1", tools[1].result]]);
+  });
+
+  it("in a stream, streams a tool round's own text, sends a tool's error and an unknown tool back to the model, and the last round offers no tools", async () => {
+    const failing: LlmTool = { name: "flaky", description: "Fails.", parameters: { type: "object", properties: {} }, invoke: async () => Promise.reject(new Error("the index is down")) };
+    server.script({ kind: "tool_calls", content: "Checking the index.", calls: [{ name: "flaky", arguments: {} }, { name: "missing", arguments: {} }] }, { kind: "tool_call", name: "flaky", arguments: {} });
+    const chunks = await drain(provider({ maxToolRounds: 2 }).stream({ ...req, tools: [failing] }));
+    expect(chunks.slice(0, 2)).toEqual([{ delta: "Checking t" }, { delta: "he index." }]);
+    const tools = chunks.flatMap((c) => ("tool" in c ? [c.tool] : []));
+    expect(tools.map((t) => [t.name, t.result])).toEqual([
+      ["flaky", JSON.stringify({ error: "the index is down" })],
+      ["missing", JSON.stringify({ error: 'there is no tool named "missing"' })],
+      ["flaky", JSON.stringify({ error: "the index is down" })],
+    ]);
+    const sent = server.requests as Sent[];
+    expect(sent).toHaveLength(3);
+    expect(sent[1].messages.slice(2).map((m) => [m.role, m.content])).toEqual([["assistant", "Checking the index."], ["tool", tools[0].result], ["tool", tools[1].result]]);
+    expect(sent[0].tools).toHaveLength(1);
+    expect(sent[1].tools).toHaveLength(1);
+    expect(sent[2].tools).toBeUndefined();
+    const done = chunks.at(-1);
+    expect(done && "done" in done && done.done.rounds).toBe(3);
+    // The response's text is the last round's answer, as in complete.
+    expect(JSON.parse(done && "done" in done ? done.done.text : "").headline).toBe("loopback headline");
+  });
+
+  it("complete runs the same rounds without streaming", async () => {
+    server.script({ kind: "tool_calls", calls: [{ name: "kpi_calculator", arguments: { calculations: [{ metric: "cac", spend: 100, newCustomers: 4 }] } }] });
+    const res = await provider().complete({ ...req, tools: [kpiCalculator] });
+    expect(res.rounds).toBe(2);
+    expect(res.usage.inputTokens).toBe(30 + 42);
+    expect(JSON.parse(res.toolCalls?.[0].result ?? "")).toMatchObject({ results: [{ metric: "cac", value: 25 }] });
+    const [first, second] = server.requests as Sent[];
+    expect(first.stream).toBeUndefined();
+    expect(second.messages.map((m) => m.role)).toEqual(["system", "user", "assistant", "tool"]);
+  });
+
+  it("a request that fails in a later round of a stream fails the stream with its code", async () => {
+    server.script({ kind: "tool_call", name: "kpi_calculator", arguments: { calculations: [{ metric: "cac", spend: 100, newCustomers: 4 }] } }, { kind: "status", status: 400 });
+    const failed = await errorOf(drain(provider().stream({ ...req, tools: [kpiCalculator] })));
+    expect(failed.code).toBe(Code.InvalidArgument);
+    expect(server.requests).toHaveLength(2);
   });
 
   it("retries a 429 after its Retry-After, then succeeds", async () => {

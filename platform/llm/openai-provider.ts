@@ -1,7 +1,8 @@
 import OpenAI from "openai";
 import { Code, ConnectError } from "@connectrpc/connect";
 import { isStrictSchema, keysSchema } from "./json-schema.js";
-import type { LlmChunk, LlmProvider, LlmRequest, LlmResponse, ModelTierName } from "./llm-provider.js";
+import { invokeTool, returnValue } from "./tool-rounds.js";
+import type { LlmChunk, LlmProvider, LlmRequest, LlmResponse, LlmUsage, ModelTierName, ToolCall } from "./llm-provider.js";
 
 /** OpenAIProviderOptions configure OpenAI or any server that speaks its Chat Completions API (Ollama, vLLM, llama.cpp). */
 export interface OpenAIProviderOptions {
@@ -21,13 +22,33 @@ export interface OpenAIProviderOptions {
   readonly maxToolRounds?: number;
 }
 
+/** ChatParams are the parameters of one model request of a call. */
+type ChatParams = OpenAI.Chat.Completions.ChatCompletionCreateParamsNonStreaming;
+
+/** RoundAnswer is what one model request of a call answered. */
+interface RoundAnswer {
+  /** content is the text the model wrote, null when none. */
+  readonly content: string | null;
+  /** calls are the function calls it made, in order. */
+  readonly calls: readonly OpenAI.Chat.Completions.ChatCompletionMessageFunctionToolCall[];
+  /** model that answered, as the server named it ("" when it did not). */
+  readonly model: string;
+  /** usage of this request. */
+  readonly usage: LlmUsage;
+}
+
+/** Ask sends one model request; a streaming one yields the text as it comes, then returns the whole answer. */
+type Ask = (params: ChatParams, signal: AbortSignal | undefined) => AsyncGenerator<LlmChunk, RoundAnswer>;
+
 /**
  * createOpenAIProvider answers model calls through the official `openai`
  * client: Chat Completions with a JSON-schema response format (the agent's
  * output schema, strict when it is in the strict subset), streaming with
- * usage. The client retries 429s (with Retry-After), 5xx, timeouts and
- * connection errors; what still fails becomes a ConnectError with the
- * matching code, never a raw exception.
+ * usage. A request's tools are offered in rounds, streamed or not: the model's
+ * calls are answered by {@link invokeTool}, and after `maxToolRounds` rounds
+ * one more request offers none, so the model must answer. The client retries
+ * 429s (with Retry-After), 5xx, timeouts and connection errors; what still
+ * fails becomes a ConnectError with the matching code, never a raw exception.
  */
 export function createOpenAIProvider(options: OpenAIProviderOptions): LlmProvider {
   const client = new OpenAI({
@@ -37,82 +58,108 @@ export function createOpenAIProvider(options: OpenAIProviderOptions): LlmProvide
     maxRetries: options.maxRetries ?? 2,
   });
   const name = options.name ?? "openai";
-  const body = (req: LlmRequest) => ({
-    model: options.models[req.tier],
-    messages: [
-      { role: "system" as const, content: req.system },
-      { role: "user" as const, content: req.prompt },
-    ],
-    response_format: responseFormat(req),
-  });
+  const maxRounds = options.maxToolRounds ?? 4;
+
+  /** askOnce is one Chat Completions request, answered whole. */
+  const askOnce: Ask = async function* (params, signal) {
+    const res = await client.chat.completions.create(params, { signal });
+    const message = res.choices[0]?.message;
+    return {
+      content: message?.content ?? null,
+      calls: (message?.tool_calls ?? []).filter((c) => c.type === "function"),
+      model: res.model,
+      usage: { inputTokens: res.usage?.prompt_tokens ?? 0, outputTokens: res.usage?.completion_tokens ?? 0 },
+    };
+  };
+
+  /**
+   * askStreaming is one streamed request: text deltas are yielded as they
+   * come; tool calls arrive in fragments by index (the id and name once,
+   * the arguments in pieces) and are put together as the SDK's own stream
+   * helper does; the usage comes in a last chunk.
+   */
+  const askStreaming: Ask = async function* (params, signal) {
+    const stream = await client.chat.completions.create({ ...params, stream: true, stream_options: { include_usage: true } }, { signal });
+    let content = "";
+    let model = "";
+    let usage: LlmUsage = { inputTokens: 0, outputTokens: 0 };
+    const parts = new Map<number, { id: string; name: string; arguments: string }>();
+    for await (const chunk of stream) {
+      model = chunk.model || model;
+      const delta = chunk.choices[0]?.delta;
+      if (delta?.content) {
+        content += delta.content;
+        yield { delta: delta.content };
+      }
+      for (const f of delta?.tool_calls ?? []) {
+        if (f.type === "custom" || f.custom) continue;
+        const part = parts.get(f.index) ?? { id: "", name: "", arguments: "" };
+        parts.set(f.index, part);
+        if (f.id) part.id = f.id;
+        if (f.function?.name) part.name = f.function.name;
+        part.arguments += f.function?.arguments ?? "";
+      }
+      if (chunk.usage) usage = { inputTokens: chunk.usage.prompt_tokens, outputTokens: chunk.usage.completion_tokens };
+    }
+    const calls = [...parts.entries()]
+      .sort(([a], [b]) => a - b)
+      .map(([i, p]) => ({ id: p.id || `call_${i}`, type: "function" as const, function: { name: p.name, arguments: p.arguments } }));
+    return { content: content || null, calls, model, usage };
+  };
+
+  /**
+   * rounds runs one call: a request per round through ask, the model's tool
+   * calls answered in order (each yielded as soon as its tool answered) and
+   * sent back with the assistant's message, until the model answers without
+   * calls; it returns the response, usage summed over the rounds.
+   */
+  const rounds = async function* (req: LlmRequest, ask: Ask): AsyncGenerator<LlmChunk, LlmResponse> {
+    const tools = req.tools ?? [];
+    const offered = tools.map((t) => ({ type: "function" as const, function: { name: t.name, description: t.description, parameters: t.parameters } }));
+    const messages: OpenAI.Chat.Completions.ChatCompletionMessageParam[] = [
+      { role: "system", content: req.system },
+      { role: "user", content: req.prompt },
+    ];
+    const toolCalls: ToolCall[] = [];
+    const usage = { inputTokens: 0, outputTokens: 0 };
+    for (let round = 1; ; round++) {
+      // The last round offers no tools, so the model must answer.
+      const offer = tools.length > 0 && round <= maxRounds;
+      const params: ChatParams = { model: options.models[req.tier], messages: [...messages], response_format: responseFormat(req), ...(offer ? { tools: offered } : {}) };
+      const answer = yield* ask(params, req.signal);
+      usage.inputTokens += answer.usage.inputTokens;
+      usage.outputTokens += answer.usage.outputTokens;
+      const calls = offer ? answer.calls : [];
+      if (calls.length === 0) {
+        return { text: answer.content ?? "", model: answer.model || options.models[req.tier], usage, rounds: round, toolCalls };
+      }
+      messages.push({ role: "assistant", content: answer.content, tool_calls: [...calls] });
+      for (const call of calls) {
+        const result = await invokeTool(tools, call.function.name, () => JSON.parse(call.function.arguments || "{}"));
+        const answered: ToolCall = { name: call.function.name, arguments: call.function.arguments, result };
+        toolCalls.push(answered);
+        messages.push({ role: "tool", tool_call_id: call.id, content: result });
+        yield { tool: answered };
+      }
+    }
+  };
+
   return {
     name,
     model: (tier) => options.models[tier],
     async complete(req): Promise<LlmResponse> {
-      const tools = req.tools ?? [];
-      const messages: OpenAI.Chat.Completions.ChatCompletionMessageParam[] = [...body(req).messages];
-      const toolCalls: { name: string; arguments: string; result: string }[] = [];
-      const usage = { inputTokens: 0, outputTokens: 0 };
-      const maxRounds = options.maxToolRounds ?? 4;
       try {
-        for (let round = 1; ; round++) {
-          // The last round offers no tools, so the model must answer.
-          const offer = tools.length > 0 && round <= maxRounds;
-          const res = await client.chat.completions.create(
-            {
-              ...body(req),
-              messages,
-              ...(offer
-                ? { tools: tools.map((t) => ({ type: "function" as const, function: { name: t.name, description: t.description, parameters: t.parameters } })) }
-                : {}),
-            },
-            { signal: req.signal },
-          );
-          usage.inputTokens += res.usage?.prompt_tokens ?? 0;
-          usage.outputTokens += res.usage?.completion_tokens ?? 0;
-          const message = res.choices[0]?.message;
-          const calls = offer ? (message?.tool_calls ?? []).filter((c) => c.type === "function") : [];
-          if (calls.length === 0) {
-            return { text: message?.content ?? "", model: res.model || options.models[req.tier], usage, rounds: round, toolCalls };
-          }
-          messages.push({ role: "assistant", content: message?.content ?? null, tool_calls: calls });
-          for (const call of calls) {
-            const tool = tools.find((t) => t.name === call.function.name);
-            let result: string;
-            try {
-              if (!tool) throw new Error(`there is no tool named "${call.function.name}"`);
-              result = await tool.invoke(JSON.parse(call.function.arguments || "{}"));
-            } catch (e) {
-              // The model sees the error and can correct its arguments.
-              result = JSON.stringify({ error: (e as Error).message });
-            }
-            toolCalls.push({ name: call.function.name, arguments: call.function.arguments, result });
-            messages.push({ role: "tool", tool_call_id: call.id, content: result });
-          }
-        }
+        return await returnValue(rounds(req, askOnce));
       } catch (e) {
         throw providerError(name, e);
       }
     },
     async *stream(req): AsyncIterable<LlmChunk> {
-      let text = "";
-      let model = options.models[req.tier];
-      let usage = { inputTokens: 0, outputTokens: 0 };
       try {
-        const stream = await client.chat.completions.create({ ...body(req), stream: true, stream_options: { include_usage: true } }, { signal: req.signal });
-        for await (const chunk of stream) {
-          model = chunk.model || model;
-          const delta = chunk.choices[0]?.delta?.content;
-          if (delta) {
-            text += delta;
-            yield { delta };
-          }
-          if (chunk.usage) usage = { inputTokens: chunk.usage.prompt_tokens, outputTokens: chunk.usage.completion_tokens };
-        }
+        yield { done: yield* rounds(req, askStreaming) };
       } catch (e) {
         throw providerError(name, e);
       }
-      yield { done: { text, model, usage } };
     },
   };
 }

@@ -1,10 +1,11 @@
 import { createServer, type Http2Server, type Http2ServerRequest, type Http2ServerResponse, type ServerHttp2Session } from "node:http2";
 import { crc32 } from "node:zlib";
+import { defaultAnswer, readBody } from "./loopback-http.js";
 
 /** BedrockBehaviour is what the loopback server does with the next request. */
 export type BedrockBehaviour =
   | { readonly kind: "ok"; readonly content?: string }
-  | { readonly kind: "tool_use"; readonly calls: readonly { readonly name: string; readonly input: unknown }[] }
+  | { readonly kind: "tool_use"; readonly calls: readonly { readonly name: string; readonly input: unknown }[]; readonly text?: string }
   | { readonly kind: "error"; readonly status: number; readonly type: string; readonly message?: string }
   | { readonly kind: "stall" };
 
@@ -64,31 +65,16 @@ export function eventMessage(eventType: string, payload: unknown): Buffer {
   return Buffer.concat([message, messageCrc]);
 }
 
-const readBody = (req: Http2ServerRequest): Promise<string> =>
-  new Promise((resolve) => {
-    let s = "";
-    req.on("data", (d: Buffer) => (s += d.toString()));
-    req.on("end", () => resolve(s));
-  });
-
-/** keysOf reads the required keys of the JSON Schema the provider puts at the end of the system prompt. */
-const keysOf = (system: string): string[] => {
-  const start = system.indexOf("{", system.lastIndexOf("JSON Schema"));
-  try {
-    return (JSON.parse(system.slice(start)) as { required?: string[] }).required ?? [];
-  } catch {
-    return [];
-  }
-};
-
 /**
  * startLoopbackBedrock serves `POST /model/{modelId}/converse` and
  * `/converse-stream` over cleartext HTTP/2, as the AWS SDK's Bedrock Runtime
  * client speaks it: JSON answers with usage, tool use, event-stream framed
- * streams ending with a metadata event carrying usage, and errors with
- * `x-amzn-errortype`. Like Bedrock, it rejects tool blocks in a request that
- * declares no tools, and a conversation whose roles do not alternate. By default it answers with a JSON object holding every
- * key the system prompt's schema requires.
+ * streams ending with a metadata event carrying usage (tool use streamed as
+ * ConverseStream does: a toolUse block start, the input in pieces, stop
+ * reason `tool_use`), and errors with `x-amzn-errortype`. Like Bedrock, it
+ * rejects tool blocks in a request that declares no tools, and a conversation
+ * whose roles do not alternate. By default it answers with a JSON object
+ * holding every key the system prompt's schema requires.
  */
 export async function startLoopbackBedrock(): Promise<LoopbackBedrock> {
   const queue: BedrockBehaviour[] = [];
@@ -132,18 +118,36 @@ export async function startLoopbackBedrock(): Promise<LoopbackBedrock> {
       return;
     }
     if (b.kind === "tool_use") {
-      res.writeHead(200, { "content-type": "application/json" }).end(
-        JSON.stringify({
-          output: { message: { role: "assistant", content: b.calls.map((c, i) => ({ toolUse: { toolUseId: `tooluse_${requests.length}_${i}`, name: c.name, input: c.input } })) } },
-          stopReason: "tool_use",
-          usage: { inputTokens: 30, outputTokens: 10, totalTokens: 40 },
-          metrics: { latencyMs: 1 },
-        }),
-      );
+      const usage = { inputTokens: 30, outputTokens: 10, totalTokens: 40 };
+      const toolUses = b.calls.map((c, i) => ({ toolUseId: `tooluse_${requests.length}_${i}`, name: c.name, input: c.input }));
+      if (!received.stream) {
+        const content = [...(b.text ? [{ text: b.text }] : []), ...toolUses.map((toolUse) => ({ toolUse }))];
+        res.writeHead(200, { "content-type": "application/json" }).end(
+          JSON.stringify({ output: { message: { role: "assistant", content } }, stopReason: "tool_use", usage, metrics: { latencyMs: 1 } }),
+        );
+        return;
+      }
+      // As ConverseStream sends tool use: a block start with the id and name, the input JSON in pieces.
+      res.writeHead(200, { "content-type": "application/vnd.amazon.eventstream" });
+      res.write(eventMessage("messageStart", { role: "assistant" }));
+      const first = b.text ? 1 : 0;
+      if (b.text) {
+        res.write(eventMessage("contentBlockDelta", { contentBlockIndex: 0, delta: { text: b.text } }));
+        res.write(eventMessage("contentBlockStop", { contentBlockIndex: 0 }));
+      }
+      toolUses.forEach((t, i) => {
+        const contentBlockIndex = first + i;
+        res.write(eventMessage("contentBlockStart", { contentBlockIndex, start: { toolUse: { toolUseId: t.toolUseId, name: t.name } } }));
+        const input = JSON.stringify(t.input);
+        for (let j = 0; j < input.length; j += 7) res.write(eventMessage("contentBlockDelta", { contentBlockIndex, delta: { toolUse: { input: input.slice(j, j + 7) } } }));
+        res.write(eventMessage("contentBlockStop", { contentBlockIndex }));
+      });
+      res.write(eventMessage("messageStop", { stopReason: "tool_use" }));
+      res.end(eventMessage("metadata", { usage, metrics: { latencyMs: 1 } }));
       return;
     }
     const system = (received.body.system ?? []).map((s) => s.text ?? "").join("\n");
-    const content = b.content ?? JSON.stringify(Object.fromEntries(keysOf(system).map((k) => [k, `loopback ${k}`])));
+    const content = b.content ?? defaultAnswer(system);
     const usage = { inputTokens: 42, outputTokens: Math.ceil(content.length / 4), totalTokens: 42 + Math.ceil(content.length / 4) };
     if (!received.stream) {
       res.writeHead(200, { "content-type": "application/json" }).end(

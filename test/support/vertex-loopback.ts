@@ -1,10 +1,11 @@
-import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
+import { createServer, type Server, type ServerResponse } from "node:http";
 import type { Socket } from "node:net";
+import { defaultAnswer, readBody } from "./loopback-http.js";
 
 /** VertexBehaviour is what the loopback server does with the next request. */
 export type VertexBehaviour =
   | { readonly kind: "ok"; readonly content?: string }
-  | { readonly kind: "function_call"; readonly name: string; readonly args: unknown }
+  | { readonly kind: "function_call"; readonly name: string; readonly args: unknown; readonly text?: string }
   | { readonly kind: "error"; readonly status: number; readonly googleStatus: string; readonly message?: string }
   | { readonly kind: "stall" };
 
@@ -47,30 +48,13 @@ export interface LoopbackVertex {
   close(): Promise<void>;
 }
 
-const readBody = (req: IncomingMessage): Promise<string> =>
-  new Promise((resolve) => {
-    let s = "";
-    req.on("data", (d: Buffer) => (s += d.toString()));
-    req.on("end", () => resolve(s));
-  });
-
-/** keysOf reads the required keys of the JSON Schema the provider puts at the end of the system prompt. */
-const keysOf = (system: string): string[] => {
-  const start = system.indexOf("{", system.lastIndexOf("JSON Schema"));
-  try {
-    return (JSON.parse(system.slice(start)) as { required?: string[] }).required ?? [];
-  } catch {
-    return [];
-  }
-};
-
 /**
  * startLoopbackVertex serves `POST /v1/projects/{p}/locations/{l}/publishers/google/models/{m}:generateContent`
  * and `:streamGenerateContent` as Vertex AI does: JSON answers with
  * usageMetadata, function calls, streams as a JSON array of partial answers
- * (usage on the last), and errors in Google's `{error: {code, message,
- * status}}` shape. By default it answers with a JSON object holding every key
- * the system prompt's schema requires.
+ * (usage on the last; a function call as one whole part), and errors in
+ * Google's `{error: {code, message, status}}` shape. By default it answers
+ * with a JSON object holding every key the system prompt's schema requires.
  */
 export async function startLoopbackVertex(): Promise<LoopbackVertex> {
   const queue: VertexBehaviour[] = [];
@@ -99,14 +83,23 @@ export async function startLoopbackVertex(): Promise<LoopbackVertex> {
       return;
     }
     if (b.kind === "function_call") {
-      json(res, 200, {
-        candidates: [{ content: { role: "model", parts: [{ functionCall: { name: b.name, args: b.args } }] }, finishReason: "STOP" }],
-        usageMetadata: { promptTokenCount: 30, candidatesTokenCount: 10, totalTokenCount: 40 },
-      });
+      const usageMetadata = { promptTokenCount: 30, candidatesTokenCount: 10, totalTokenCount: 40 };
+      const call = { functionCall: { name: b.name, args: b.args } };
+      if (!received.stream) {
+        json(res, 200, { candidates: [{ content: { role: "model", parts: [...(b.text ? [{ text: b.text }] : []), call] }, finishReason: "STOP" }], usageMetadata });
+        return;
+      }
+      // As Gemini streams a call: any text first, then the functionCall part whole, with the usage.
+      const pieces = [
+        ...(b.text ? [{ candidates: [{ content: { role: "model", parts: [{ text: b.text }] } }] }] : []),
+        { candidates: [{ content: { role: "model", parts: [call] }, finishReason: "STOP" }], usageMetadata },
+      ];
+      res.writeHead(200, { "content-type": "application/json" });
+      res.end(`[${pieces.map((p) => JSON.stringify(p)).join(",\r\n")}]`);
       return;
     }
     const system = (received.body.systemInstruction?.parts ?? []).map((p) => p.text ?? "").join("\n");
-    const content = b.content ?? JSON.stringify(Object.fromEntries(keysOf(system).map((k) => [k, `loopback ${k}`])));
+    const content = b.content ?? defaultAnswer(system);
     const usageMetadata = { promptTokenCount: 42, candidatesTokenCount: Math.ceil(content.length / 4), totalTokenCount: 42 + Math.ceil(content.length / 4) };
     if (!received.stream) {
       json(res, 200, { candidates: [{ content: { role: "model", parts: [{ text: content }] }, finishReason: "STOP" }], usageMetadata });
