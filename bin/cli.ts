@@ -9,6 +9,9 @@ Commands:
   start              run the whole mesh on this machine (embedded defaults)
   serve <service>    run one service: ${serviceNames.join(", ")}
   migrate            apply database migrations
+  init               first run: create an organization and its admin, print how to get a token
+  token              mint a short-lived access token with the configured signing key
+  signing-key        print a new signing key set for IDENTITY_SIGNING_KEYS
   gateway            REST/Connect/gRPC-Web gateway for any gRPC service, from descriptors
   help [command]     show help
 
@@ -19,8 +22,8 @@ const help: Record<string, string> = {
 
 Runs every service of the mesh as its own process, each on its own port, and
 prints where each listens. Ports come from GATEWAY_PORT, ORCHESTRATOR_PORT,
-V1_AGENTS_PORT and V2_AGENTS_PORT (defaults 8080, 50051, 50052, 50053; 0 picks
-a free port). Stops every service on Ctrl-C or SIGTERM.`,
+V1_AGENTS_PORT, V2_AGENTS_PORT and IDENTITY_PORT (defaults 8080, 50051, 50052,
+50053, 50054; 0 picks a free port). Stops every service on Ctrl-C or SIGTERM.`,
   serve: `Usage: raptorflow serve <service>
 
 Runs one service in this process, as a container does. <service> is one of:
@@ -44,9 +47,44 @@ Options:
   migrate: `Usage: raptorflow migrate
 
 Applies the pending database migrations of every service that owns a schema
-(today: orchestrator, v1-agents, v2-agents). The database is DATABASE_URL, or, without it, each
+(today: orchestrator, v1-agents, v2-agents, identity). The database is DATABASE_URL, or, without it, each
 service's embedded PostgreSQL in RAPTORFLOW_DATA_DIR (default .data). Services
 also migrate at start-up unless DATABASE_MIGRATE_ON_START=false.`,
+  init: `Usage: raptorflow init --email <email> [--name <organization name>] [--password-stdin]
+
+First run: creates an organization and its first admin user in the identity
+service's database (DATABASE_URL, or the embedded PostgreSQL in
+RAPTORFLOW_DATA_DIR), then prints how to get a token. Nothing ships with a
+default password: with --password-stdin the password is read from stdin
+(printf '%s' "$PW" | raptorflow init --email ... --password-stdin), otherwise
+a strong one is generated and printed once. With the embedded database, run
+it while the mesh is stopped.
+
+Options:
+  --email <email>      the admin's email (required)
+  --name <name>        the organization's display name (default "My organization")
+  --password-stdin     read the password from stdin instead of generating one`,
+  token: `Usage: raptorflow token --org <org> --role <role> [--ttl <duration>] [--subject <subject>]
+
+Mints a short-lived access token with the configured signing key and prints
+it alone on stdout, for development and scripts:
+  curl -H "authorization: Bearer $(raptorflow token --org acme --role analyst)" ...
+The key is the one the identity service signs with: IDENTITY_SIGNING_KEYS,
+IDENTITY_SIGNING_KEYS_FILE, or in the embedded default
+RAPTORFLOW_DATA_DIR/identity/keys.json (made on first use). Issuer and
+audience come from AUTH_ISSUER and AUTH_AUDIENCE. Whoever can read the key
+can mint any token.
+
+Options:
+  --org <org>          the organization id (as raptorflow init printed it, or "default")
+  --role <role>        admin, analyst, marketer, viewer or service
+  --ttl <duration>     the token's lifetime, 1s to 24h (default 15m)
+  --subject <subject>  the token's subject (default services/raptorflow-cli)`,
+  "signing-key": `Usage: raptorflow signing-key [--alg EdDSA|ES256]
+
+Prints a new JWK Set with one private signing key (Ed25519 by default), for
+IDENTITY_SIGNING_KEYS (or a file named by IDENTITY_SIGNING_KEYS_FILE). Keep it
+in a secret store. To rotate, see docs/security.md.`,
 };
 
 /** main runs the command line and returns the exit code. */
@@ -75,6 +113,13 @@ export async function main(argv: string[]): Promise<number> {
               "timeout-ms": { type: "string" },
             }
           : {}),
+        ...(command === "token"
+          ? { org: { type: "string" }, role: { type: "string" }, ttl: { type: "string" }, subject: { type: "string" } }
+          : command === "init"
+            ? { email: { type: "string" }, name: { type: "string" }, "password-stdin": { type: "boolean" } }
+            : command === "signing-key"
+              ? { alg: { type: "string" } }
+              : {}),
       },
       allowPositionals: true,
       strict: true,
@@ -127,15 +172,32 @@ export async function main(argv: string[]): Promise<number> {
           return { port: typeof addr === "object" && addr ? addr.port : port, close: () => app.close() };
         });
       }
+      case "init":
+      case "token":
+      case "signing-key": {
+        if (positionals.length) return bad(command, `unexpected argument "${positionals[0]}"`);
+        const commands = await import("./identity-commands.js");
+        const flags = parsed.values as { org?: string; role?: string; ttl?: string; subject?: string; email?: string; name?: string; alg?: string; "password-stdin"?: boolean };
+        try {
+          const out = command === "token" ? await commands.tokenCommand(flags) : command === "init" ? await commands.initCommand(flags) : await commands.signingKeyCommand(flags);
+          console.log(out);
+        } catch (e) {
+          if (e instanceof commands.UsageError) return bad(command, e.message);
+          throw e;
+        }
+        return 0;
+      }
       case "migrate": {
         if (positionals.length) return bad(command, `unexpected argument "${positionals[0]}"`);
         const { openOrchestratorDatabase } = await import("../services/orchestrator/store/open-store.js");
         const { openV1Database } = await import("../services/v1-agents/server.js");
         const { openV2Database } = await import("../services/v2-agents/server.js");
+        const { openIdentityDatabase } = await import("../services/identity/store/open-store.js");
         for (const [name, open] of [
           ["orchestrator", openOrchestratorDatabase],
           ["v1-agents", openV1Database],
           ["v2-agents", openV2Database],
+          ["identity", openIdentityDatabase],
         ] as const) {
           const db = await open();
           try {

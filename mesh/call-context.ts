@@ -1,6 +1,6 @@
 import { createHash } from "node:crypto";
 import { toBinary, type DescMessage, type MessageShape } from "@bufbuild/protobuf";
-import { Code, ConnectError } from "@connectrpc/connect";
+import { Code, ConnectError, createContextKey, type ContextValues } from "@connectrpc/connect";
 
 /**
  * propagatedHeaders are the request headers every hop passes on: the
@@ -37,6 +37,49 @@ export function organizationOf(header: Headers): string {
     throw new ConnectError(`${organizationHeader}: "${org}" is not an organization id (lower-case letters, digits, -)`, Code.InvalidArgument);
   }
   return org;
+}
+
+/** isOrganizationId tells whether a string is shaped like an organization id (lower-case letters, digits, -; a UUID is one). */
+export function isOrganizationId(s: string): boolean {
+  return organizationPattern.test(s);
+}
+
+/**
+ * Principal is who a call acts as, as a verified access token says
+ * (platform/auth's interceptor verifies it). It is never read from plain
+ * metadata.
+ */
+export interface Principal {
+  /** subject is `users/{user}`, `apiKeys/{api_key}` or `services/{service}`. */
+  readonly subject: string;
+  /** organization is the organization id the token was issued for. */
+  readonly organization: string;
+  /** role is what the subject may do there: admin, analyst, marketer, viewer or service. */
+  readonly role: string;
+  /** tokenId is the token's `jti`, for logs and revocation lists. */
+  readonly tokenId: string;
+  /** expireTime is when the token stops working. */
+  readonly expireTime: Date;
+}
+
+/** principalKey carries a call's verified Principal in its context values; undefined when the call presented no token. */
+export const principalKey = createContextKey<Principal | undefined>(undefined, { description: "raptorflow principal" });
+
+/**
+ * callerOrganization is the organization a call acts for, preferring the
+ * verified one: with a principal (a verified access token) it is the
+ * token's organization, and an `x-raptorflow-organization` header naming
+ * another one is PERMISSION_DENIED rather than silently ignored; without
+ * one it is organizationOf(header).
+ */
+export function callerOrganization(context: { readonly requestHeader: Headers; readonly values: ContextValues }): string {
+  const principal = context.values.get(principalKey);
+  if (!principal) return organizationOf(context.requestHeader);
+  const claimed = context.requestHeader.get(organizationHeader);
+  if (claimed !== null && claimed !== "" && claimed !== principal.organization) {
+    throw new ConnectError(`${organizationHeader} names another organization than the access token's`, Code.PermissionDenied);
+  }
+  return principal.organization;
 }
 
 /** Idempotency is a create's idempotency key with a digest of its request. */

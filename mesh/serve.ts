@@ -32,7 +32,9 @@ async function start(name: ServiceName, port: number): Promise<Running> {
       ? await import("../services/orchestrator/server.js")
       : name === "v1-agents"
         ? await import("../services/v1-agents/server.js")
-        : await import("../services/v2-agents/server.js");
+        : name === "identity"
+          ? await import("../services/identity/server.js")
+          : await import("../services/v2-agents/server.js");
   const server = await mod.build();
   const bound = await server.listen(port, process.env.HOST ?? "0.0.0.0");
   server.setServing(true);

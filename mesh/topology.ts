@@ -5,8 +5,15 @@
  * address.
  */
 
+/**
+ * meshName names the mesh wherever a deployment needs one name for all of it:
+ * the ECS cluster, the App Mesh mesh, the service-discovery namespace, the
+ * Kubernetes namespace.
+ */
+export const meshName = "raptorflow";
+
 /** ServiceName names one service of the mesh. */
-export type ServiceName = "gateway" | "orchestrator" | "v1-agents" | "v2-agents";
+export type ServiceName = "gateway" | "orchestrator" | "v1-agents" | "v2-agents" | "identity";
 
 /** CallPolicy is how callers call a service: deadline and retries. */
 export interface CallPolicy {
@@ -22,6 +29,9 @@ export interface CallPolicy {
   };
 }
 
+/** cpuUnitsPerVcpu is how many of Scaling's CPU units make one vCPU (ECS's unit; Kubernetes counts millicores). */
+export const cpuUnitsPerVcpu = 1024;
+
 /** Scaling is a service's task size and task count range in production. */
 export interface Scaling {
   /** cpu is the task CPU in ECS units (1024 = one vCPU). */
@@ -35,6 +45,44 @@ export interface Scaling {
   /** spot says whether the tasks may run on spot capacity. */
   readonly spot: boolean;
 }
+
+/**
+ * HealthCheck is how an orchestrator (ECS, App Mesh, Kubernetes, a load
+ * balancer) probes a service: `grpc` asks `grpc.health.v1.Health/Check` on the
+ * service's port, `http` GETs `path` (200 serving, anything else not).
+ */
+export interface HealthCheck {
+  /** kind is the probe: the gRPC health protocol or an HTTP GET. */
+  readonly kind: "grpc" | "http";
+  /** path is what an `http` probe GETs. */
+  readonly path?: string;
+  /** intervalSeconds is the time between probes. */
+  readonly intervalSeconds: number;
+  /** timeoutSeconds is how long one probe may take. */
+  readonly timeoutSeconds: number;
+  /** healthyThreshold is how many probes in a row must pass before traffic comes. */
+  readonly healthyThreshold: number;
+  /** unhealthyThreshold is how many probes in a row may fail before the task is replaced. */
+  readonly unhealthyThreshold: number;
+  /** startPeriodSeconds is the grace after start during which failed probes do not count (migrations run then). */
+  readonly startPeriodSeconds: number;
+}
+
+/**
+ * Exposure says who outside the mesh reaches a service: `public` (the
+ * internet, through the load balancer's HTTPS listener), `internal` (gRPC
+ * clients inside the network, through the internal load balancer) or `mesh`
+ * (only its callers in the mesh).
+ */
+export type Exposure = "public" | "internal" | "mesh";
+
+/**
+ * Backing is a managed dependency a service needs in production, so a
+ * deployment gives it that access and no other: `postgres` (DATABASE_URL and
+ * its password), `redis` (REDIS_URL), `llm` (the model providers' keys and
+ * Bedrock invocation).
+ */
+export type Backing = "postgres" | "redis" | "llm";
 
 /** ServiceSpec describes one service of the mesh. */
 export interface ServiceSpec {
@@ -52,6 +100,12 @@ export interface ServiceSpec {
   readonly callPolicy: CallPolicy;
   /** scaling is its production size. */
   readonly scaling: Scaling;
+  /** health is how it is probed; without it, `healthCheckOf` derives one from the protocol. */
+  readonly health?: HealthCheck;
+  /** exposure is who outside the mesh reaches it; `mesh` when absent. */
+  readonly exposure?: Exposure;
+  /** needs are the managed dependencies it uses in production; none when absent. */
+  readonly needs?: readonly Backing[];
 }
 
 const unavailableRetry = {
@@ -62,16 +116,28 @@ const unavailableRetry = {
   retryableCodes: ["UNAVAILABLE"],
 } as const;
 
-/** topology is the mesh: gateway -> orchestrator -> v1-agents, v2-agents. */
+const grpcHealth: HealthCheck = {
+  kind: "grpc",
+  intervalSeconds: 10,
+  timeoutSeconds: 5,
+  healthyThreshold: 2,
+  unhealthyThreshold: 3,
+  startPeriodSeconds: 60,
+};
+
+/** topology is the mesh: gateway -> orchestrator -> v1-agents, v2-agents; gateway -> identity. */
 export const topology: Readonly<Record<ServiceName, ServiceSpec>> = {
   gateway: {
     name: "gateway",
     protocol: "http",
     port: 8080,
     grpcServices: [],
-    upstreams: ["orchestrator", "v1-agents", "v2-agents"],
+    upstreams: ["orchestrator", "v1-agents", "v2-agents", "identity"],
     callPolicy: { timeoutMs: 60_000, retry: unavailableRetry },
     scaling: { cpu: 512, memoryMiB: 1024, minTasks: 2, maxTasks: 15, spot: false },
+    health: { ...grpcHealth, kind: "http", path: "/healthz", startPeriodSeconds: 30 },
+    exposure: "public",
+    needs: ["redis"],
   },
   orchestrator: {
     name: "orchestrator",
@@ -81,6 +147,9 @@ export const topology: Readonly<Record<ServiceName, ServiceSpec>> = {
     upstreams: ["v1-agents", "v2-agents"],
     callPolicy: { timeoutMs: 60_000, retry: unavailableRetry },
     scaling: { cpu: 1024, memoryMiB: 2048, minTasks: 2, maxTasks: 20, spot: false },
+    health: grpcHealth,
+    exposure: "internal",
+    needs: ["postgres", "redis"],
   },
   "v1-agents": {
     name: "v1-agents",
@@ -94,11 +163,21 @@ export const topology: Readonly<Record<ServiceName, ServiceSpec>> = {
       "raptorflow.v1.MoveService",
       "raptorflow.v1.MetricService",
       "raptorflow.v1.AssetService",
+      "raptorflow.v1.CompetitorSurfaceService",
+      "raptorflow.v1.StrategyProfileService",
+      "raptorflow.v1.PositioningService",
+      "raptorflow.v1.JtbdMapService",
+      "raptorflow.v1.MonetizationModelService",
+      "raptorflow.v1.PlanService",
+      "raptorflow.v1.InsightService",
       "raptorflow.v1.IntelligenceService",
     ],
     upstreams: [],
     callPolicy: { timeoutMs: 30_000, retry: unavailableRetry },
     scaling: { cpu: 512, memoryMiB: 1024, minTasks: 1, maxTasks: 10, spot: false },
+    health: grpcHealth,
+    exposure: "mesh",
+    needs: ["postgres", "redis", "llm"],
   },
   "v2-agents": {
     name: "v2-agents",
@@ -108,11 +187,57 @@ export const topology: Readonly<Record<ServiceName, ServiceSpec>> = {
     upstreams: [],
     callPolicy: { timeoutMs: 30_000, retry: unavailableRetry },
     scaling: { cpu: 512, memoryMiB: 1024, minTasks: 3, maxTasks: 50, spot: true },
+    health: grpcHealth,
+    exposure: "mesh",
+    needs: ["postgres", "redis", "llm"],
+  },
+  identity: {
+    name: "identity",
+    protocol: "grpc",
+    port: 50054,
+    grpcServices: ["raptorflow.identity.v1.IdentityService"],
+    upstreams: [],
+    // Sign-in hashes a password (scrypt, tens of milliseconds): short calls, a short deadline.
+    callPolicy: { timeoutMs: 10_000, retry: unavailableRetry },
+    // Never on spot, and never fewer than two: nobody signs in while it is down.
+    scaling: { cpu: 512, memoryMiB: 1024, minTasks: 2, maxTasks: 10, spot: false },
+    health: grpcHealth,
+    // Reached through the gateway (REST, Connect, gRPC-Web); services that verify tokens fetch its keys as its upstream callers.
+    exposure: "mesh",
+    needs: ["postgres"],
   },
 };
 
 /** serviceNames lists the services in start order: upstreams before callers. */
-export const serviceNames: readonly ServiceName[] = ["v1-agents", "v2-agents", "orchestrator", "gateway"];
+export const serviceNames: readonly ServiceName[] = ["identity", "v1-agents", "v2-agents", "orchestrator", "gateway"];
+
+/**
+ * scalingTargets are the utilizations autoscaling holds every service at:
+ * tasks are added above them and removed below, within the service's
+ * `minTasks`..`maxTasks`.
+ */
+export const scalingTargets = { cpuPercent: 70, memoryPercent: 75 } as const;
+
+/** healthCheckOf is a service's health check: its own, or the gRPC health protocol (`/healthz` for `http`) with the mesh's defaults. */
+export function healthCheckOf(spec: ServiceSpec): HealthCheck {
+  if (spec.health) return spec.health;
+  return spec.protocol === "grpc" ? grpcHealth : { ...grpcHealth, kind: "http", path: "/healthz" };
+}
+
+/** exposureOf is who outside the mesh reaches a service (`mesh` unless it says otherwise). */
+export function exposureOf(spec: ServiceSpec): Exposure {
+  return spec.exposure ?? "mesh";
+}
+
+/** needsOf tells whether a service uses a managed dependency in production. */
+export function needsOf(spec: ServiceSpec, backing: Backing): boolean {
+  return spec.needs?.includes(backing) ?? false;
+}
+
+/** callersOf lists the services (of `specs`, the whole mesh by default) that call a service. */
+export function callersOf(name: ServiceName, specs: readonly ServiceSpec[] = serviceNames.map((n) => topology[n])): ServiceName[] {
+  return specs.filter((s) => s.upstreams.includes(name)).map((s) => s.name);
+}
 
 /** isServiceName tells whether a string names a service of the mesh. */
 export function isServiceName(s: string): s is ServiceName {

@@ -13,7 +13,7 @@ const bin = join(root, "bin", "raptorflow.js");
 function cleanEnv(extra: Record<string, string> = {}): NodeJS.ProcessEnv {
   const env: NodeJS.ProcessEnv = { ...process.env };
   for (const k of Object.keys(env)) {
-    if (/^(LLM_PROVIDER|OFFLINE_LLM_|GATEWAY_|ORCHESTRATOR_|V1_AGENTS_|V2_AGENTS_|HOST$|NODE_OPTIONS$)/.test(k)) delete env[k];
+    if (/^(LLM_PROVIDER|OFFLINE_LLM_|GATEWAY_|ORCHESTRATOR_|V1_AGENTS_|V2_AGENTS_|IDENTITY_|AUTH|HOST$|NODE_OPTIONS$)/.test(k)) delete env[k];
   }
   return { ...env, HOST: "127.0.0.1", ...extra };
 }
@@ -25,9 +25,9 @@ interface Result {
 }
 
 /** run runs `node bin/raptorflow.js <args>` to its end. */
-function run(args: string[], env: Record<string, string> = {}): Promise<Result> {
+function run(args: string[], env: Record<string, string> = {}, timeoutMs = 25_000): Promise<Result> {
   return new Promise((resolve, reject) => {
-    execFile(process.execPath, [bin, ...args], { cwd: root, env: cleanEnv(env), timeout: 25_000 }, (err, stdout, stderr) => {
+    execFile(process.execPath, [bin, ...args], { cwd: root, env: cleanEnv(env), timeout: timeoutMs }, (err, stdout, stderr) => {
       if (err && typeof err.code !== "number") return reject(new Error(`raptorflow ${args.join(" ")}: ${err.message}\n${stderr}`));
       resolve({ code: err ? (err.code as number) : 0, stdout, stderr });
     });
@@ -39,11 +39,11 @@ describe.concurrent("raptorflow CLI", () => {
     const r = await run(args);
     expect(r.code).toBe(0);
     expect(r.stdout).toContain("Usage: raptorflow <command>");
-    for (const c of ["start", "serve <service>", "migrate", "help"]) expect(r.stdout).toContain(c);
-    for (const s of ["v1-agents", "v2-agents", "orchestrator", "gateway"]) expect(r.stdout).toContain(s);
+    for (const c of ["start", "serve <service>", "migrate", "init", "token", "signing-key", "help"]) expect(r.stdout).toContain(c);
+    for (const s of ["v1-agents", "v2-agents", "orchestrator", "gateway", "identity"]) expect(r.stdout).toContain(s);
   });
 
-  it.each(["start", "serve", "migrate"])("%s --help prints its help and exits 0", async (command) => {
+  it.each(["start", "serve", "migrate", "init", "token", "signing-key"])("%s --help prints its help and exits 0", async (command) => {
     const r = await run([command, "--help"]);
     expect(r.code).toBe(0);
     expect(r.stdout).toContain(`Usage: raptorflow ${command}`);
@@ -56,18 +56,21 @@ describe.concurrent("raptorflow CLI", () => {
     expect(r.stdout).toContain("Usage: raptorflow serve <service>");
   });
 
-  it("migrate applies each service's migrations once, then says it is up to date", async () => {
+  // Creating each service's embedded database takes seconds; four of them, one after the other, take a while.
+  it("migrate applies each service's migrations once, then says it is up to date", { timeout: 120_000 }, async () => {
     const dataDir = mkdtempSync(join(tmpdir(), "raptorflow-migrate-"));
     try {
-      const first = await run(["migrate"], { RAPTORFLOW_DATA_DIR: dataDir, DATABASE_URL: "" });
+      const first = await run(["migrate"], { RAPTORFLOW_DATA_DIR: dataDir, DATABASE_URL: "" }, 100_000);
       expect(first.code).toBe(0);
       expect(first.stdout).toMatch(/orchestrator \(embedded\): applied Migration20261125000000_runs/);
       expect(first.stdout).toMatch(/v1-agents \(embedded\): applied Migration20261125010000_records/);
       expect(first.stdout).toMatch(/v2-agents \(embedded\): applied Migration20261202000000_records, Migration20261202000100_memories/);
-      const again = await run(["migrate"], { RAPTORFLOW_DATA_DIR: dataDir, DATABASE_URL: "" });
+      expect(first.stdout).toMatch(/identity \(embedded\): applied Migration20261126000000_identity/);
+      const again = await run(["migrate"], { RAPTORFLOW_DATA_DIR: dataDir, DATABASE_URL: "" }, 60_000);
       expect(again.stdout).toMatch(/orchestrator \(embedded\): up to date/);
       expect(again.stdout).toMatch(/v1-agents \(embedded\): up to date/);
       expect(again.stdout).toMatch(/v2-agents \(embedded\): up to date/);
+      expect(again.stdout).toMatch(/identity \(embedded\): up to date/);
     } finally {
       rmSync(dataDir, { recursive: true, force: true });
     }

@@ -1,7 +1,9 @@
 import { fastifyConnectPlugin } from "@connectrpc/connect-fastify";
 import type { ConnectRouter } from "@connectrpc/connect";
 import Fastify, { type FastifyInstance } from "fastify";
-import type { TranscodedService } from "./bindings.js";
+import type { DescMethod } from "@bufbuild/protobuf";
+import { bindingsOf, type TranscodedService } from "./bindings.js";
+import { credentialRateLimitPlugin, type CredentialRateLimitOptions } from "./credential-rate-limit-plugin.js";
 import { docsPlugin } from "./docs-plugin.js";
 import { createForwarder } from "./forwarder.js";
 import { openApiDocument } from "./openapi.js";
@@ -27,6 +29,8 @@ export interface GatewayAppOptions {
   readonly version?: string;
   /** rateLimiter, when given, limits every request (see rate-limit-plugin.ts). */
   readonly rateLimiter?: RateLimiter;
+  /** credentialRateLimit, when given, is the stricter limit on the RPCs that take credentials (`methods`; see credential-rate-limit-plugin.ts). */
+  readonly credentialRateLimit?: Omit<CredentialRateLimitOptions, "routes"> & { readonly methods: readonly DescMethod[] };
   /** onClose runs when the app closes (close transports here). */
   readonly onClose?: () => void | Promise<void>;
 }
@@ -48,6 +52,10 @@ export async function createGatewayApp(options: GatewayAppOptions): Promise<Fast
     await options.onClose?.();
   });
   if (options.rateLimiter) await app.register(rateLimitPlugin, { limiter: options.rateLimiter });
+  if (options.credentialRateLimit) {
+    const { methods, ...limits } = options.credentialRateLimit;
+    await app.register(credentialRateLimitPlugin, { ...limits, routes: bindingsOf(options.services).filter((b) => methods.includes(b.method)) });
+  }
   app.get("/healthz", async (_req, reply) => reply.code(draining ? 503 : 200).send({ status: draining ? "draining" : "serving" }));
   await app.register(fastifyConnectPlugin, {
     routes: (router: ConnectRouter) => {

@@ -12,6 +12,7 @@ import { describe, expect, it } from "vitest";
 import { AgentSystem } from "../../gen/raptorflow/agent/v1/agent_pb.js";
 import { EchoService, Kind, KitchenSchema } from "../../gen/raptorflow/conformance/v1/conformance_pb.js";
 import { IcpService } from "../../gen/raptorflow/v1/icp_pb.js";
+import { IdentityService } from "../../gen/raptorflow/identity/v1/identity_pb.js";
 import { OrchestratorService, RunEventSchema, RunSchema, Run_State, Target } from "../../gen/raptorflow/v3/orchestrator_pb.js";
 import { openApiDocument } from "./openapi.js";
 import { bindingsOf } from "./transcoder.js";
@@ -488,6 +489,14 @@ describe("openApiDocument for the conformance EchoService", () => {
 });
 
 describe("openApiDocument across services", () => {
+  it("stays valid with the gateway's identity routes beside /v3, the JWKS at its well-known path", () => {
+    const doc: Doc = openApiDocument({ services: [OrchestratorService, IdentityService], title: "with identity", version: "1" });
+    expectValidOpenApi31(doc);
+    expectRoutesMatchTranscoder(doc, [OrchestratorService, IdentityService]);
+    expect(op(doc, "get", "/.well-known/jwks.json").operationId).toBe("IdentityService_GetJsonWebKeySet");
+    expect(Object.keys(op(doc, "post", "/v3/{parent}/apiKeys").responses).sort()).toEqual(["201", "default"]);
+  });
+
   it("stays valid when two services' routes are the same OpenAPI operation (their variables spelled out)", () => {
     // IcpService's GET /v1/{name=icps/*} and EchoService's GET /v1/{name=shelves/*/books/*} are both GET /v1/{name}.
     const doc: Doc = openApiDocument({ services: [IcpService, EchoService], title: "both", version: "1" });

@@ -19,7 +19,7 @@ export interface TestMesh {
   stop(): Promise<void>;
 }
 
-/** startTestMesh launches the four services exactly as `raptorflow start` does, on ports the OS picks. */
+/** startTestMesh launches the services exactly as `raptorflow start` does, on ports the OS picks. */
 export async function startTestMesh(env: Record<string, string> = {}): Promise<TestMesh> {
   // Each mesh gets its own data folder: embedded databases are one process's each.
   const dataDir = mkdtempSync(join(tmpdir(), "raptorflow-mesh-"));
@@ -31,6 +31,7 @@ export async function startTestMesh(env: Record<string, string> = {}): Promise<T
     ORCHESTRATOR_PORT: "0",
     V1_AGENTS_PORT: "0",
     V2_AGENTS_PORT: "0",
+    IDENTITY_PORT: "0",
     ...env,
   });
   const address = (name: ServiceName): string => `127.0.0.1:${services.find((s) => s.name === name)!.port}`;

@@ -1,13 +1,11 @@
 import { Code, ConnectError } from "@connectrpc/connect";
 import { uuidv7 } from "uuidv7";
+import { roles, type Role } from "../../../platform/auth/roles.js";
 import { digestOf, matchesDigest, newApiKey, newRefreshToken, parseApiKey } from "./credentials.js";
 import { createPasswordHasher, maxPasswordLength, type PasswordHasher } from "./password-hash.js";
 
-/** Role is what a member (or an API key) may do in an organization. */
-export type Role = "admin" | "analyst" | "marketer" | "viewer" | "service";
-
-/** roles are every Role, as the database's check constraints list them. */
-export const roles: readonly Role[] = ["admin", "analyst", "marketer", "viewer", "service"];
+// Roles are shared with every service's token verification (platform/auth).
+export { roles, type Role };
 
 /** Organization is a customer organization (a tenant). */
 export interface Organization {

@@ -7,15 +7,17 @@ import { fileDesc, messageDesc, serviceDesc } from "@bufbuild/protobuf/codegenv2
 import { file_buf_validate_validate } from "@bufbuild/protovalidate/gen/buf/validate/validate_pb.js";
 import { file_google_api_annotations } from "../../../google/api/annotations_pb.js";
 import { file_google_api_field_behavior } from "../../../google/api/field_behavior_pb.js";
+import { file_google_api_resource } from "../../../google/api/resource_pb.js";
 import type { EmptySchema, Timestamp } from "@bufbuild/protobuf/wkt";
 import { file_google_protobuf_empty, file_google_protobuf_timestamp } from "@bufbuild/protobuf/wkt";
+import { file_raptorflow_api_v1_annotations } from "../../api/v1/annotations_pb.js";
 import type { Message } from "@bufbuild/protobuf";
 
 /**
  * Describes the file raptorflow/identity/v1/identity.proto.
  */
 export const file_raptorflow_identity_v1_identity: GenFile = /*@__PURE__*/
-  fileDesc("CiVyYXB0b3JmbG93L2lkZW50aXR5L3YxL2lkZW50aXR5LnByb3RvEhZyYXB0b3JmbG93LmlkZW50aXR5LnYxIq0BChJDcmVhdGVUb2tlblJlcXVlc3QSIwoMb3JnYW5pemF0aW9uGAEgASgJQg3gQQK6SAdyBRABGIABEj4KCHBhc3N3b3JkGAIgASgLMioucmFwdG9yZmxvdy5pZGVudGl0eS52MS5QYXNzd29yZENyZWRlbnRpYWxIABIdCgdhcGlfa2V5GAMgASgJQgq6SAdyBRAQGIACSABCEwoKY3JlZGVudGlhbBIFukgCCAEiSgoSUGFzc3dvcmRDcmVkZW50aWFsEhYKBWVtYWlsGAEgASgJQge6SARyAmABEhwKCHBhc3N3b3JkGAIgASgJQgq6SAdyBRABGIAIIjsKE1JlZnJlc2hUb2tlblJlcXVlc3QSJAoNcmVmcmVzaF90b2tlbhgBIAEoCUIN4EECukgHcgUQEBiAICI6ChJSZXZva2VUb2tlblJlcXVlc3QSJAoNcmVmcmVzaF90b2tlbhgBIAEoCUIN4EECukgHcgUQEBiAICIcChpHZXRDdXJyZW50UHJpbmNpcGFsUmVxdWVzdCJlCgVUb2tlbhIUCgxhY2Nlc3NfdG9rZW4YASABKAkSFQoNcmVmcmVzaF90b2tlbhgCIAEoCRIvCgtleHBpcmVfdGltZRgDIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAiQQoJUHJpbmNpcGFsEg8KB3N1YmplY3QYASABKAkSFAoMb3JnYW5pemF0aW9uGAIgASgJEg0KBXJvbGVzGAMgAygJMuwDCg9JZGVudGl0eVNlcnZpY2USbwoLQ3JlYXRlVG9rZW4SKi5yYXB0b3JmbG93LmlkZW50aXR5LnYxLkNyZWF0ZVRva2VuUmVxdWVzdBodLnJhcHRvcmZsb3cuaWRlbnRpdHkudjEuVG9rZW4iFYLT5JMCDzoBKiIKL3YzL3Rva2VucxJ5CgxSZWZyZXNoVG9rZW4SKy5yYXB0b3JmbG93LmlkZW50aXR5LnYxLlJlZnJlc2hUb2tlblJlcXVlc3QaHS5yYXB0b3JmbG93LmlkZW50aXR5LnYxLlRva2VuIh2C0+STAhc6ASoiEi92My90b2tlbnM6cmVmcmVzaBJvCgtSZXZva2VUb2tlbhIqLnJhcHRvcmZsb3cuaWRlbnRpdHkudjEuUmV2b2tlVG9rZW5SZXF1ZXN0GhYuZ29vZ2xlLnByb3RvYnVmLkVtcHR5IhyC0+STAhY6ASoiES92My90b2tlbnM6cmV2b2tlEnwKE0dldEN1cnJlbnRQcmluY2lwYWwSMi5yYXB0b3JmbG93LmlkZW50aXR5LnYxLkdldEN1cnJlbnRQcmluY2lwYWxSZXF1ZXN0GiEucmFwdG9yZmxvdy5pZGVudGl0eS52MS5QcmluY2lwYWwiDoLT5JMCCBIGL3YzL21lYgZwcm90bzM", [file_buf_validate_validate, file_google_api_annotations, file_google_api_field_behavior, file_google_protobuf_empty, file_google_protobuf_timestamp]);
+  fileDesc("CiVyYXB0b3JmbG93L2lkZW50aXR5L3YxL2lkZW50aXR5LnByb3RvEhZyYXB0b3JmbG93LmlkZW50aXR5LnYxIq0BChJDcmVhdGVUb2tlblJlcXVlc3QSIwoMb3JnYW5pemF0aW9uGAEgASgJQg3gQQK6SAdyBRABGIABEj4KCHBhc3N3b3JkGAIgASgLMioucmFwdG9yZmxvdy5pZGVudGl0eS52MS5QYXNzd29yZENyZWRlbnRpYWxIABIdCgdhcGlfa2V5GAMgASgJQgq6SAdyBRAQGIACSABCEwoKY3JlZGVudGlhbBIFukgCCAEiSgoSUGFzc3dvcmRDcmVkZW50aWFsEhYKBWVtYWlsGAEgASgJQge6SARyAmABEhwKCHBhc3N3b3JkGAIgASgJQgq6SAdyBRABGIAIIjsKE1JlZnJlc2hUb2tlblJlcXVlc3QSJAoNcmVmcmVzaF90b2tlbhgBIAEoCUIN4EECukgHcgUQEBiAICI6ChJSZXZva2VUb2tlblJlcXVlc3QSJAoNcmVmcmVzaF90b2tlbhgBIAEoCUIN4EECukgHcgUQEBiAICIcChpHZXRDdXJyZW50UHJpbmNpcGFsUmVxdWVzdCJlCgVUb2tlbhIUCgxhY2Nlc3NfdG9rZW4YASABKAkSFQoNcmVmcmVzaF90b2tlbhgCIAEoCRIvCgtleHBpcmVfdGltZRgDIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAiQQoJUHJpbmNpcGFsEg8KB3N1YmplY3QYASABKAkSFAoMb3JnYW5pemF0aW9uGAIgASgJEg0KBXJvbGVzGAMgAygJIqsDCgZBcGlLZXkSEQoEbmFtZRgBIAEoCUID4EEIEh4KDGRpc3BsYXlfbmFtZRgCIAEoCUIIukgFcgMYyAESPgoEcm9sZRgDIAEoCUIwukgtcitSBWFkbWluUgdhbmFseXN0UghtYXJrZXRlclIGdmlld2VyUgdzZXJ2aWNlEhMKBnByZWZpeBgEIAEoCUID4EEDEhAKA2tleRgFIAEoCUID4EEDEjQKC2NyZWF0ZV90aW1lGAYgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcEID4EEDEjYKDWxhc3RfdXNlX3RpbWUYByABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wQgPgQQMSNAoLcmV2b2tlX3RpbWUYCCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wQgPgQQM6Y+pBYAodaWRlbnRpdHkucmFwdG9yZmxvdy5haS9BcGlLZXkSLm9yZ2FuaXphdGlvbnMve29yZ2FuaXphdGlvbn0vYXBpS2V5cy97YXBpX2tleX0qB2FwaUtleXMyBmFwaUtleSJwChNDcmVhdGVBcGlLZXlSZXF1ZXN0Eh0KBnBhcmVudBgBIAEoCUIN4EECukgHcgUQARiAARI6CgdhcGlfa2V5GAIgASgLMh4ucmFwdG9yZmxvdy5pZGVudGl0eS52MS5BcGlLZXlCCeBBArpIA8gBASJwChJMaXN0QXBpS2V5c1JlcXVlc3QSHQoGcGFyZW50GAEgASgJQg3gQQK6SAdyBRABGIABEh0KCXBhZ2Vfc2l6ZRgCIAEoBUIKukgHGgUY6AcoABIcCgpwYWdlX3Rva2VuGAMgASgJQgi6SAVyAxiABCJgChNMaXN0QXBpS2V5c1Jlc3BvbnNlEjAKCGFwaV9rZXlzGAEgAygLMh4ucmFwdG9yZmxvdy5pZGVudGl0eS52MS5BcGlLZXkSFwoPbmV4dF9wYWdlX3Rva2VuGAIgASgJIjIKE1Jldm9rZUFwaUtleVJlcXVlc3QSGwoEbmFtZRgBIAEoCUIN4EECukgHcgUQARiAAiIZChdHZXRKc29uV2ViS2V5U2V0UmVxdWVzdCJBCg1Kc29uV2ViS2V5U2V0EjAKBGtleXMYASADKAsyIi5yYXB0b3JmbG93LmlkZW50aXR5LnYxLkpzb25XZWJLZXkiYwoKSnNvbldlYktleRILCgNrdHkYASABKAkSCwoDY3J2GAIgASgJEgkKAXgYAyABKAkSCQoBeRgEIAEoCRILCgNraWQYBSABKAkSCwoDYWxnGAYgASgJEgsKA3VzZRgHIAEoCTLCCAoPSWRlbnRpdHlTZXJ2aWNlEm8KC0NyZWF0ZVRva2VuEioucmFwdG9yZmxvdy5pZGVudGl0eS52MS5DcmVhdGVUb2tlblJlcXVlc3QaHS5yYXB0b3JmbG93LmlkZW50aXR5LnYxLlRva2VuIhWC0+STAg86ASoiCi92My90b2tlbnMSeQoMUmVmcmVzaFRva2VuEisucmFwdG9yZmxvdy5pZGVudGl0eS52MS5SZWZyZXNoVG9rZW5SZXF1ZXN0Gh0ucmFwdG9yZmxvdy5pZGVudGl0eS52MS5Ub2tlbiIdgtPkkwIXOgEqIhIvdjMvdG9rZW5zOnJlZnJlc2gSbwoLUmV2b2tlVG9rZW4SKi5yYXB0b3JmbG93LmlkZW50aXR5LnYxLlJldm9rZVRva2VuUmVxdWVzdBoWLmdvb2dsZS5wcm90b2J1Zi5FbXB0eSIcgtPkkwIWOgEqIhEvdjMvdG9rZW5zOnJldm9rZRJ8ChNHZXRDdXJyZW50UHJpbmNpcGFsEjIucmFwdG9yZmxvdy5pZGVudGl0eS52MS5HZXRDdXJyZW50UHJpbmNpcGFsUmVxdWVzdBohLnJhcHRvcmZsb3cuaWRlbnRpdHkudjEuUHJpbmNpcGFsIg6C0+STAggSBi92My9tZRKZAQoMQ3JlYXRlQXBpS2V5EisucmFwdG9yZmxvdy5pZGVudGl0eS52MS5DcmVhdGVBcGlLZXlSZXF1ZXN0Gh4ucmFwdG9yZmxvdy5pZGVudGl0eS52MS5BcGlLZXkiPKK7GAMIyQGC0+STAi86B2FwaV9rZXkiJC92My97cGFyZW50PW9yZ2FuaXphdGlvbnMvKn0vYXBpS2V5cxKUAQoLTGlzdEFwaUtleXMSKi5yYXB0b3JmbG93LmlkZW50aXR5LnYxLkxpc3RBcGlLZXlzUmVxdWVzdBorLnJhcHRvcmZsb3cuaWRlbnRpdHkudjEuTGlzdEFwaUtleXNSZXNwb25zZSIsgtPkkwImEiQvdjMve3BhcmVudD1vcmdhbml6YXRpb25zLyp9L2FwaUtleXMSkwEKDFJldm9rZUFwaUtleRIrLnJhcHRvcmZsb3cuaWRlbnRpdHkudjEuUmV2b2tlQXBpS2V5UmVxdWVzdBoeLnJhcHRvcmZsb3cuaWRlbnRpdHkudjEuQXBpS2V5IjaC0+STAjA6ASoiKy92My97bmFtZT1vcmdhbml6YXRpb25zLyovYXBpS2V5cy8qfTpyZXZva2USigEKEEdldEpzb25XZWJLZXlTZXQSLy5yYXB0b3JmbG93LmlkZW50aXR5LnYxLkdldEpzb25XZWJLZXlTZXRSZXF1ZXN0GiUucmFwdG9yZmxvdy5pZGVudGl0eS52MS5Kc29uV2ViS2V5U2V0Ih6C0+STAhgSFi8ud2VsbC1rbm93bi9qd2tzLmpzb25iBnByb3RvMw", [file_buf_validate_validate, file_google_api_annotations, file_google_api_field_behavior, file_google_api_resource, file_google_protobuf_empty, file_google_protobuf_timestamp, file_raptorflow_api_v1_annotations]);
 
 /**
  * CreateTokenRequest is the request of CreateToken.
@@ -160,7 +162,8 @@ export type Token = Message<"raptorflow.identity.v1.Token"> & {
   accessToken: string;
 
   /**
-   * The long-lived, single-use refresh token.
+   * The long-lived, single-use refresh token. Empty when the credential was
+   * an API key: the key itself is the long-lived credential.
    *
    * @generated from field: string refresh_token = 2;
    */
@@ -188,7 +191,7 @@ export const TokenSchema: GenMessage<Token> = /*@__PURE__*/
  */
 export type Principal = Message<"raptorflow.identity.v1.Principal"> & {
   /**
-   * The subject: `users/{user}` or `services/{service}`.
+   * The subject: `users/{user}`, `apiKeys/{api_key}` or `services/{service}`.
    *
    * @generated from field: string subject = 1;
    */
@@ -215,6 +218,292 @@ export type Principal = Message<"raptorflow.identity.v1.Principal"> & {
  */
 export const PrincipalSchema: GenMessage<Principal> = /*@__PURE__*/
   messageDesc(file_raptorflow_identity_v1_identity, 6);
+
+/**
+ * ApiKey is an organization's key for scripts and services. It is exchanged
+ * for short-lived access tokens with CreateToken.
+ *
+ * @generated from message raptorflow.identity.v1.ApiKey
+ */
+export type ApiKey = Message<"raptorflow.identity.v1.ApiKey"> & {
+  /**
+   * The resource name, for example `organizations/0193…/apiKeys/0193…`.
+   *
+   * @generated from field: string name = 1;
+   */
+  name: string;
+
+  /**
+   * A label for people, for example `nightly export`.
+   *
+   * @generated from field: string display_name = 2;
+   */
+  displayName: string;
+
+  /**
+   * What the key may do: `admin`, `analyst`, `marketer`, `viewer` or
+   * `service`. Required when creating.
+   *
+   * @generated from field: string role = 3;
+   */
+  role: string;
+
+  /**
+   * The key's public prefix (`rfk_<prefix>_…`), to tell keys apart.
+   *
+   * @generated from field: string prefix = 4;
+   */
+  prefix: string;
+
+  /**
+   * The key itself, `rfk_<prefix>_<secret>`: set only in the answer of
+   * CreateApiKey, never again.
+   *
+   * @generated from field: string key = 5;
+   */
+  key: string;
+
+  /**
+   * When the key was created.
+   *
+   * @generated from field: google.protobuf.Timestamp create_time = 6;
+   */
+  createTime?: Timestamp | undefined;
+
+  /**
+   * When the key last exchanged for a token, to within a minute.
+   *
+   * @generated from field: google.protobuf.Timestamp last_use_time = 7;
+   */
+  lastUseTime?: Timestamp | undefined;
+
+  /**
+   * When the key was revoked; unset while it works.
+   *
+   * @generated from field: google.protobuf.Timestamp revoke_time = 8;
+   */
+  revokeTime?: Timestamp | undefined;
+};
+
+/**
+ * Describes the message raptorflow.identity.v1.ApiKey.
+ * Use `create(ApiKeySchema)` to create a new message.
+ */
+export const ApiKeySchema: GenMessage<ApiKey> = /*@__PURE__*/
+  messageDesc(file_raptorflow_identity_v1_identity, 7);
+
+/**
+ * CreateApiKeyRequest is the request of CreateApiKey.
+ *
+ * @generated from message raptorflow.identity.v1.CreateApiKeyRequest
+ */
+export type CreateApiKeyRequest = Message<"raptorflow.identity.v1.CreateApiKeyRequest"> & {
+  /**
+   * The organization, for example `organizations/0193…`.
+   *
+   * @generated from field: string parent = 1;
+   */
+  parent: string;
+
+  /**
+   * The key to create: its role and display name.
+   *
+   * @generated from field: raptorflow.identity.v1.ApiKey api_key = 2;
+   */
+  apiKey?: ApiKey | undefined;
+};
+
+/**
+ * Describes the message raptorflow.identity.v1.CreateApiKeyRequest.
+ * Use `create(CreateApiKeyRequestSchema)` to create a new message.
+ */
+export const CreateApiKeyRequestSchema: GenMessage<CreateApiKeyRequest> = /*@__PURE__*/
+  messageDesc(file_raptorflow_identity_v1_identity, 8);
+
+/**
+ * ListApiKeysRequest is the request of ListApiKeys.
+ *
+ * @generated from message raptorflow.identity.v1.ListApiKeysRequest
+ */
+export type ListApiKeysRequest = Message<"raptorflow.identity.v1.ListApiKeysRequest"> & {
+  /**
+   * The organization, for example `organizations/0193…`.
+   *
+   * @generated from field: string parent = 1;
+   */
+  parent: string;
+
+  /**
+   * The maximum number of keys to return; 0 means the default (50).
+   *
+   * @generated from field: int32 page_size = 2;
+   */
+  pageSize: number;
+
+  /**
+   * A page token from a previous ListApiKeys call.
+   *
+   * @generated from field: string page_token = 3;
+   */
+  pageToken: string;
+};
+
+/**
+ * Describes the message raptorflow.identity.v1.ListApiKeysRequest.
+ * Use `create(ListApiKeysRequestSchema)` to create a new message.
+ */
+export const ListApiKeysRequestSchema: GenMessage<ListApiKeysRequest> = /*@__PURE__*/
+  messageDesc(file_raptorflow_identity_v1_identity, 9);
+
+/**
+ * ListApiKeysResponse is the response of ListApiKeys.
+ *
+ * @generated from message raptorflow.identity.v1.ListApiKeysResponse
+ */
+export type ListApiKeysResponse = Message<"raptorflow.identity.v1.ListApiKeysResponse"> & {
+  /**
+   * The keys of this page, newest first; never their secrets.
+   *
+   * @generated from field: repeated raptorflow.identity.v1.ApiKey api_keys = 1;
+   */
+  apiKeys: ApiKey[];
+
+  /**
+   * The token of the next page; empty on the last page.
+   *
+   * @generated from field: string next_page_token = 2;
+   */
+  nextPageToken: string;
+};
+
+/**
+ * Describes the message raptorflow.identity.v1.ListApiKeysResponse.
+ * Use `create(ListApiKeysResponseSchema)` to create a new message.
+ */
+export const ListApiKeysResponseSchema: GenMessage<ListApiKeysResponse> = /*@__PURE__*/
+  messageDesc(file_raptorflow_identity_v1_identity, 10);
+
+/**
+ * RevokeApiKeyRequest is the request of RevokeApiKey.
+ *
+ * @generated from message raptorflow.identity.v1.RevokeApiKeyRequest
+ */
+export type RevokeApiKeyRequest = Message<"raptorflow.identity.v1.RevokeApiKeyRequest"> & {
+  /**
+   * The key, for example `organizations/0193…/apiKeys/0193…`.
+   *
+   * @generated from field: string name = 1;
+   */
+  name: string;
+};
+
+/**
+ * Describes the message raptorflow.identity.v1.RevokeApiKeyRequest.
+ * Use `create(RevokeApiKeyRequestSchema)` to create a new message.
+ */
+export const RevokeApiKeyRequestSchema: GenMessage<RevokeApiKeyRequest> = /*@__PURE__*/
+  messageDesc(file_raptorflow_identity_v1_identity, 11);
+
+/**
+ * GetJsonWebKeySetRequest is the request of GetJsonWebKeySet.
+ *
+ * @generated from message raptorflow.identity.v1.GetJsonWebKeySetRequest
+ */
+export type GetJsonWebKeySetRequest = Message<"raptorflow.identity.v1.GetJsonWebKeySetRequest"> & {
+};
+
+/**
+ * Describes the message raptorflow.identity.v1.GetJsonWebKeySetRequest.
+ * Use `create(GetJsonWebKeySetRequestSchema)` to create a new message.
+ */
+export const GetJsonWebKeySetRequestSchema: GenMessage<GetJsonWebKeySetRequest> = /*@__PURE__*/
+  messageDesc(file_raptorflow_identity_v1_identity, 12);
+
+/**
+ * JsonWebKeySet is a JWK Set (RFC 7517, section 5) of public keys.
+ *
+ * @generated from message raptorflow.identity.v1.JsonWebKeySet
+ */
+export type JsonWebKeySet = Message<"raptorflow.identity.v1.JsonWebKeySet"> & {
+  /**
+   * The keys.
+   *
+   * @generated from field: repeated raptorflow.identity.v1.JsonWebKey keys = 1;
+   */
+  keys: JsonWebKey[];
+};
+
+/**
+ * Describes the message raptorflow.identity.v1.JsonWebKeySet.
+ * Use `create(JsonWebKeySetSchema)` to create a new message.
+ */
+export const JsonWebKeySetSchema: GenMessage<JsonWebKeySet> = /*@__PURE__*/
+  messageDesc(file_raptorflow_identity_v1_identity, 13);
+
+/**
+ * JsonWebKey is a public JSON Web Key (RFC 7517) that verifies access
+ * tokens. Its JSON form is the standard one: `{"kty": "OKP", "crv":
+ * "Ed25519", "x": "…", "kid": "…", "alg": "EdDSA", "use": "sig"}`.
+ *
+ * @generated from message raptorflow.identity.v1.JsonWebKey
+ */
+export type JsonWebKey = Message<"raptorflow.identity.v1.JsonWebKey"> & {
+  /**
+   * The key type: `OKP` (Ed25519) or `EC` (P-256).
+   *
+   * @generated from field: string kty = 1;
+   */
+  kty: string;
+
+  /**
+   * The curve: `Ed25519` or `P-256`.
+   *
+   * @generated from field: string crv = 2;
+   */
+  crv: string;
+
+  /**
+   * The public key (the x coordinate for `EC`), base64url.
+   *
+   * @generated from field: string x = 3;
+   */
+  x: string;
+
+  /**
+   * The y coordinate of an `EC` key, base64url; empty for `OKP`.
+   *
+   * @generated from field: string y = 4;
+   */
+  y: string;
+
+  /**
+   * The key id, which tokens name in their `kid` header.
+   *
+   * @generated from field: string kid = 5;
+   */
+  kid: string;
+
+  /**
+   * The algorithm: `EdDSA` or `ES256`.
+   *
+   * @generated from field: string alg = 6;
+   */
+  alg: string;
+
+  /**
+   * What the key is for: always `sig`.
+   *
+   * @generated from field: string use = 7;
+   */
+  use: string;
+};
+
+/**
+ * Describes the message raptorflow.identity.v1.JsonWebKey.
+ * Use `create(JsonWebKeySchema)` to create a new message.
+ */
+export const JsonWebKeySchema: GenMessage<JsonWebKey> = /*@__PURE__*/
+  messageDesc(file_raptorflow_identity_v1_identity, 14);
 
 /**
  * IdentityService issues and revokes tokens and tells a caller who it is.
@@ -262,6 +551,53 @@ export const IdentityService: GenService<{
     methodKind: "unary";
     input: typeof GetCurrentPrincipalRequestSchema;
     output: typeof PrincipalSchema;
+  },
+  /**
+   * CreateApiKey creates an API key for scripts and services. Only an
+   * organization's admins may. The answer carries the key itself, once: it is
+   * stored hashed and can never be shown again.
+   *
+   * @generated from rpc raptorflow.identity.v1.IdentityService.CreateApiKey
+   */
+  createApiKey: {
+    methodKind: "unary";
+    input: typeof CreateApiKeyRequestSchema;
+    output: typeof ApiKeySchema;
+  },
+  /**
+   * ListApiKeys lists an organization's API keys, revoked ones included,
+   * newest first. Only an organization's admins may.
+   *
+   * @generated from rpc raptorflow.identity.v1.IdentityService.ListApiKeys
+   */
+  listApiKeys: {
+    methodKind: "unary";
+    input: typeof ListApiKeysRequestSchema;
+    output: typeof ListApiKeysResponseSchema;
+  },
+  /**
+   * RevokeApiKey revokes an API key: it no longer exchanges for tokens. Access
+   * tokens it was exchanged for work until they expire. Only an
+   * organization's admins may.
+   *
+   * @generated from rpc raptorflow.identity.v1.IdentityService.RevokeApiKey
+   */
+  revokeApiKey: {
+    methodKind: "unary";
+    input: typeof RevokeApiKeyRequestSchema;
+    output: typeof ApiKeySchema;
+  },
+  /**
+   * GetJsonWebKeySet returns the public keys that verify access tokens
+   * (RFC 7517): the active signing key and the older keys whose tokens may
+   * still be valid. Never a private key.
+   *
+   * @generated from rpc raptorflow.identity.v1.IdentityService.GetJsonWebKeySet
+   */
+  getJsonWebKeySet: {
+    methodKind: "unary";
+    input: typeof GetJsonWebKeySetRequestSchema;
+    output: typeof JsonWebKeySetSchema;
   },
 }> = /*@__PURE__*/
   serviceDesc(file_raptorflow_identity_v1_identity, 0);
