@@ -106,6 +106,12 @@ export interface ServiceSpec {
   readonly exposure?: Exposure;
   /** needs are the managed dependencies it uses in production; none when absent. */
   readonly needs?: readonly Backing[];
+  /**
+   * secrets are environment variables of its own it reads from the
+   * deployment's secret store (values never in code or config): ECS injects
+   * each from Secrets Manager, Kubernetes from the Secret `<service>-secrets`.
+   */
+  readonly secrets?: readonly string[];
 }
 
 const unavailableRetry = {
@@ -205,6 +211,8 @@ export const topology: Readonly<Record<ServiceName, ServiceSpec>> = {
     // Reached through the gateway (REST, Connect, gRPC-Web); services that verify tokens fetch its keys as its upstream callers.
     exposure: "mesh",
     needs: ["postgres"],
+    // The key set that signs access tokens (`raptorflow signing-key`): required in production.
+    secrets: ["IDENTITY_SIGNING_KEYS"],
   },
 };
 
