@@ -6,13 +6,6 @@ import { IcpService } from "../../gen/raptorflow/v1/icp_pb.js";
 import { IntelligenceService } from "../../gen/raptorflow/v1/intelligence_pb.js";
 import { MetricService } from "../../gen/raptorflow/v1/metric_pb.js";
 import { MoveService } from "../../gen/raptorflow/v1/move_pb.js";
-import { CompetitorSurfaceService } from "../../gen/raptorflow/v1/competitor_surface_pb.js";
-import { InsightService } from "../../gen/raptorflow/v1/insight_pb.js";
-import { JtbdMapService } from "../../gen/raptorflow/v1/jtbd_map_pb.js";
-import { MonetizationModelService } from "../../gen/raptorflow/v1/monetization_model_pb.js";
-import { PlanService } from "../../gen/raptorflow/v1/plan_pb.js";
-import { PositioningService } from "../../gen/raptorflow/v1/positioning_pb.js";
-import { StrategyProfileService } from "../../gen/raptorflow/v1/strategy_profile_pb.js";
 import { AssetService as V2AssetService } from "../../gen/raptorflow/v2/asset_pb.js";
 import { CampaignService as V2CampaignService } from "../../gen/raptorflow/v2/campaign_pb.js";
 import { MemoryService } from "../../gen/raptorflow/v2/memory_pb.js";
@@ -72,7 +65,7 @@ export async function build(options: GatewayOptions = {}): Promise<FastifyInstan
   return createGatewayApp({
     services: [
       { service: OrchestratorService, transport: orchestrator },
-      // The V1 resources (the legacy ones and those the V1 agents' results become) and actions live on v1-agents.
+      // The legacy V1 resources and actions live on v1-agents.
       ...[
         IcpService,
         CohortService,
@@ -80,13 +73,6 @@ export async function build(options: GatewayOptions = {}): Promise<FastifyInstan
         MoveService,
         MetricService,
         AssetService,
-        CompetitorSurfaceService,
-        StrategyProfileService,
-        PositioningService,
-        JtbdMapService,
-        MonetizationModelService,
-        PlanService,
-        InsightService,
         IntelligenceService,
       ].map((service) => ({
         service,
