@@ -10,13 +10,16 @@ import { file_google_api_field_behavior } from "../../google/api/field_behavior_
 import { file_google_api_resource } from "../../google/api/resource_pb.js";
 import type { EmptySchema, FieldMask, Timestamp } from "@bufbuild/protobuf/wkt";
 import { file_google_protobuf_empty, file_google_protobuf_field_mask, file_google_protobuf_struct, file_google_protobuf_timestamp } from "@bufbuild/protobuf/wkt";
+import { file_raptorflow_api_v1_annotations } from "../api/v1/annotations_pb.js";
+import type { Origin } from "./origin_pb.js";
+import { file_raptorflow_v1_origin } from "./origin_pb.js";
 import type { JsonObject, Message } from "@bufbuild/protobuf";
 
 /**
  * Describes the file raptorflow/v1/cohort.proto.
  */
 export const file_raptorflow_v1_cohort: GenFile = /*@__PURE__*/
-  fileDesc("ChpyYXB0b3JmbG93L3YxL2NvaG9ydC5wcm90bxINcmFwdG9yZmxvdy52MSKeAwoGQ29ob3J0EhEKBG5hbWUYASABKAlCA+BBCBIeCgxkaXNwbGF5X25hbWUYAiABKAlCCLpIBXIDGMgBEi0KA2ljcBgDIAEoCUIgukgdchsyGV4oaWNwcy9bYS16MC05LV17MSw2NH0pPyQSHQoLZGVzY3JpcHRpb24YBCABKAlCCLpIBXIDGKAfEhwKBHRhZ3MYBSADKAlCDrpIC5IBCBBkIgRyAhhkEh4KDXNpemVfZXN0aW1hdGUYBiABKANCB7pIBCICKAASKwoKYXR0cmlidXRlcxgHIAEoCzIXLmdvb2dsZS5wcm90b2J1Zi5TdHJ1Y3QSNAoLY3JlYXRlX3RpbWUYFCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wQgPgQQMSNAoLdXBkYXRlX3RpbWUYFSABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wQgPgQQM6POpBOQoUcmFwdG9yZmxvdy5haS9Db2hvcnQSEGNvaG9ydHMve2NvaG9ydH0qB2NvaG9ydHMyBmNvaG9ydCKtAQoTQ3JlYXRlQ29ob3J0UmVxdWVzdBIwCgZjb2hvcnQYASABKAsyFS5yYXB0b3JmbG93LnYxLkNvaG9ydEIJ4EECukgDyAEBOmS6SGEaXwocY29ob3J0LmRpc3BsYXlfbmFtZS5yZXF1aXJlZBIfY29ob3J0LmRpc3BsYXlfbmFtZSBpcyByZXF1aXJlZBoedGhpcy5jb2hvcnQuZGlzcGxheV9uYW1lICE9ICcnIkUKEEdldENvaG9ydFJlcXVlc3QSMQoEbmFtZRgBIAEoCUIj4EECukgdchsyGV5jb2hvcnRzL1thLXowLTktXXsxLDY0fSQiUQoSTGlzdENvaG9ydHNSZXF1ZXN0Eh0KCXBhZ2Vfc2l6ZRgBIAEoBUIKukgHGgUY6AcoABIcCgpwYWdlX3Rva2VuGAIgASgJQgi6SAVyAxiABCJWChNMaXN0Q29ob3J0c1Jlc3BvbnNlEiYKB2NvaG9ydHMYASADKAsyFS5yYXB0b3JmbG93LnYxLkNvaG9ydBIXCg9uZXh0X3BhZ2VfdG9rZW4YAiABKAkieAoTVXBkYXRlQ29ob3J0UmVxdWVzdBIwCgZjb2hvcnQYASABKAsyFS5yYXB0b3JmbG93LnYxLkNvaG9ydEIJ4EECukgDyAEBEi8KC3VwZGF0ZV9tYXNrGAIgASgLMhouZ29vZ2xlLnByb3RvYnVmLkZpZWxkTWFzayJIChNEZWxldGVDb2hvcnRSZXF1ZXN0EjEKBG5hbWUYASABKAlCI+BBArpIHXIbMhleY29ob3J0cy9bYS16MC05LV17MSw2NH0kMqsFCg1Db2hvcnRTZXJ2aWNlEn4KDENyZWF0ZUNvaG9ydBIiLnJhcHRvcmZsb3cudjEuQ3JlYXRlQ29ob3J0UmVxdWVzdBoVLnJhcHRvcmZsb3cudjEuQ29ob3J0IjOC0+STAi06BmNvaG9ydFoVOgZjb2hvcnQiCy92MS9jb2hvcnRzIgwvYXBpL2NvaG9ydHMSegoJR2V0Q29ob3J0Eh8ucmFwdG9yZmxvdy52MS5HZXRDb2hvcnRSZXF1ZXN0GhUucmFwdG9yZmxvdy52MS5Db2hvcnQiNYLT5JMCL1oWEhQvdjEve25hbWU9Y29ob3J0cy8qfRIVL2FwaS97bmFtZT1jb2hvcnRzLyp9EnkKC0xpc3RDb2hvcnRzEiEucmFwdG9yZmxvdy52MS5MaXN0Q29ob3J0c1JlcXVlc3QaIi5yYXB0b3JmbG93LnYxLkxpc3RDb2hvcnRzUmVzcG9uc2UiI4LT5JMCHVoNEgsvdjEvY29ob3J0cxIML2FwaS9jb2hvcnRzEp4BCgxVcGRhdGVDb2hvcnQSIi5yYXB0b3JmbG93LnYxLlVwZGF0ZUNvaG9ydFJlcXVlc3QaFS5yYXB0b3JmbG93LnYxLkNvaG9ydCJTgtPkkwJNOgZjb2hvcnRaJToGY29ob3J0MhsvdjEve2NvaG9ydC5uYW1lPWNvaG9ydHMvKn0yHC9hcGkve2NvaG9ydC5uYW1lPWNvaG9ydHMvKn0SgQEKDERlbGV0ZUNvaG9ydBIiLnJhcHRvcmZsb3cudjEuRGVsZXRlQ29ob3J0UmVxdWVzdBoWLmdvb2dsZS5wcm90b2J1Zi5FbXB0eSI1gtPkkwIvWhYqFC92MS97bmFtZT1jb2hvcnRzLyp9KhUvYXBpL3tuYW1lPWNvaG9ydHMvKn1iBnByb3RvMw", [file_buf_validate_validate, file_google_api_annotations, file_google_api_field_behavior, file_google_api_resource, file_google_protobuf_empty, file_google_protobuf_field_mask, file_google_protobuf_struct, file_google_protobuf_timestamp]);
+  fileDesc("ChpyYXB0b3JmbG93L3YxL2NvaG9ydC5wcm90bxINcmFwdG9yZmxvdy52MSLKAwoGQ29ob3J0EhEKBG5hbWUYASABKAlCA+BBCBIeCgxkaXNwbGF5X25hbWUYAiABKAlCCLpIBXIDGMgBEi0KA2ljcBgDIAEoCUIgukgdchsyGV4oaWNwcy9bYS16MC05LV17MSw2NH0pPyQSHQoLZGVzY3JpcHRpb24YBCABKAlCCLpIBXIDGKAfEhwKBHRhZ3MYBSADKAlCDrpIC5IBCBBkIgRyAhhkEh4KDXNpemVfZXN0aW1hdGUYBiABKANCB7pIBCICKAASKwoKYXR0cmlidXRlcxgHIAEoCzIXLmdvb2dsZS5wcm90b2J1Zi5TdHJ1Y3QSNAoLY3JlYXRlX3RpbWUYFCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wQgPgQQMSNAoLdXBkYXRlX3RpbWUYFSABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wQgPgQQMSKgoGb3JpZ2luGB4gASgLMhUucmFwdG9yZmxvdy52MS5PcmlnaW5CA+BBAzo86kE5ChRyYXB0b3JmbG93LmFpL0NvaG9ydBIQY29ob3J0cy97Y29ob3J0fSoHY29ob3J0czIGY29ob3J0Iq0BChNDcmVhdGVDb2hvcnRSZXF1ZXN0EjAKBmNvaG9ydBgBIAEoCzIVLnJhcHRvcmZsb3cudjEuQ29ob3J0QgngQQK6SAPIAQE6ZLpIYRpfChxjb2hvcnQuZGlzcGxheV9uYW1lLnJlcXVpcmVkEh9jb2hvcnQuZGlzcGxheV9uYW1lIGlzIHJlcXVpcmVkGh50aGlzLmNvaG9ydC5kaXNwbGF5X25hbWUgIT0gJyciRQoQR2V0Q29ob3J0UmVxdWVzdBIxCgRuYW1lGAEgASgJQiPgQQK6SB1yGzIZXmNvaG9ydHMvW2EtejAtOS1dezEsNjR9JCKAAQoSTGlzdENvaG9ydHNSZXF1ZXN0Eh0KCXBhZ2Vfc2l6ZRgBIAEoBUIKukgHGgUY6AcoABIcCgpwYWdlX3Rva2VuGAIgASgJQgi6SAVyAxiABBItCgNpY3AYAyABKAlCILpIHXIbMhleKGljcHMvW2EtejAtOS1dezEsNjR9KT8kIlYKE0xpc3RDb2hvcnRzUmVzcG9uc2USJgoHY29ob3J0cxgBIAMoCzIVLnJhcHRvcmZsb3cudjEuQ29ob3J0EhcKD25leHRfcGFnZV90b2tlbhgCIAEoCSJ4ChNVcGRhdGVDb2hvcnRSZXF1ZXN0EjAKBmNvaG9ydBgBIAEoCzIVLnJhcHRvcmZsb3cudjEuQ29ob3J0QgngQQK6SAPIAQESLwoLdXBkYXRlX21hc2sYAiABKAsyGi5nb29nbGUucHJvdG9idWYuRmllbGRNYXNrIlcKE0RlbGV0ZUNvaG9ydFJlcXVlc3QSMQoEbmFtZRgBIAEoCUIj4EECukgdchsyGV5jb2hvcnRzL1thLXowLTktXXsxLDY0fSQSDQoFZm9yY2UYAiABKAgy2gUKDUNvaG9ydFNlcnZpY2UShgEKDENyZWF0ZUNvaG9ydBIiLnJhcHRvcmZsb3cudjEuQ3JlYXRlQ29ob3J0UmVxdWVzdBoVLnJhcHRvcmZsb3cudjEuQ29ob3J0IjuquxgECgIBAoLT5JMCLToGY29ob3J0WhU6BmNvaG9ydCILL3YxL2NvaG9ydHMiDC9hcGkvY29ob3J0cxKEAQoJR2V0Q29ob3J0Eh8ucmFwdG9yZmxvdy52MS5HZXRDb2hvcnRSZXF1ZXN0GhUucmFwdG9yZmxvdy52MS5Db2hvcnQiP6q7GAYKBAECAwSC0+STAi9aFhIUL3YxL3tuYW1lPWNvaG9ydHMvKn0SFS9hcGkve25hbWU9Y29ob3J0cy8qfRKDAQoLTGlzdENvaG9ydHMSIS5yYXB0b3JmbG93LnYxLkxpc3RDb2hvcnRzUmVxdWVzdBoiLnJhcHRvcmZsb3cudjEuTGlzdENvaG9ydHNSZXNwb25zZSItqrsYBgoEAQIDBILT5JMCHVoNEgsvdjEvY29ob3J0cxIML2FwaS9jb2hvcnRzEqYBCgxVcGRhdGVDb2hvcnQSIi5yYXB0b3JmbG93LnYxLlVwZGF0ZUNvaG9ydFJlcXVlc3QaFS5yYXB0b3JmbG93LnYxLkNvaG9ydCJbqrsYBAoCAQKC0+STAk06BmNvaG9ydFolOgZjb2hvcnQyGy92MS97Y29ob3J0Lm5hbWU9Y29ob3J0cy8qfTIcL2FwaS97Y29ob3J0Lm5hbWU9Y29ob3J0cy8qfRKJAQoMRGVsZXRlQ29ob3J0EiIucmFwdG9yZmxvdy52MS5EZWxldGVDb2hvcnRSZXF1ZXN0GhYuZ29vZ2xlLnByb3RvYnVmLkVtcHR5Ij2quxgECgIBAoLT5JMCL1oWKhQvdjEve25hbWU9Y29ob3J0cy8qfSoVL2FwaS97bmFtZT1jb2hvcnRzLyp9YgZwcm90bzM", [file_buf_validate_validate, file_google_api_annotations, file_google_api_field_behavior, file_google_api_resource, file_google_protobuf_empty, file_google_protobuf_field_mask, file_google_protobuf_struct, file_google_protobuf_timestamp, file_raptorflow_api_v1_annotations, file_raptorflow_v1_origin]);
 
 /**
  * Cohort is a group of customers who share traits, with its interest tags.
@@ -87,6 +90,14 @@ export type Cohort = Message<"raptorflow.v1.Cohort"> & {
    * @generated from field: google.protobuf.Timestamp update_time = 21;
    */
   updateTime?: Timestamp | undefined;
+
+  /**
+   * The agent call that made the cohort, when the cohort builder or the cohort tag
+   * generator made it.
+   *
+   * @generated from field: raptorflow.v1.Origin origin = 30;
+   */
+  origin?: Origin | undefined;
 };
 
 /**
@@ -157,6 +168,13 @@ export type ListCohortsRequest = Message<"raptorflow.v1.ListCohortsRequest"> & {
    * @generated from field: string page_token = 2;
    */
   pageToken: string;
+
+  /**
+   * Only the cohorts of this ideal customer profile, when set, for example `icps/0193…`.
+   *
+   * @generated from field: string icp = 3;
+   */
+  icp: string;
 };
 
 /**
@@ -234,6 +252,14 @@ export type DeleteCohortRequest = Message<"raptorflow.v1.DeleteCohortRequest"> &
    * @generated from field: string name = 1;
    */
   name: string;
+
+  /**
+   * Remove the cohort from the campaigns that target it (the campaigns are kept);
+   * without it a cohort still targeted by campaigns is not deleted (FAILED_PRECONDITION).
+   *
+   * @generated from field: bool force = 2;
+   */
+  force: boolean;
 };
 
 /**
@@ -291,7 +317,8 @@ export const CohortService: GenService<{
     output: typeof CohortSchema;
   },
   /**
-   * DeleteCohort deletes a cohort.
+   * DeleteCohort deletes a cohort. A cohort still targeted by campaigns is only deleted
+   * with `force`, which removes the cohort from those campaigns; the campaigns are kept.
    *
    * @generated from rpc raptorflow.v1.CohortService.DeleteCohort
    */

@@ -10,13 +10,16 @@ import { file_google_api_field_behavior } from "../../google/api/field_behavior_
 import { file_google_api_resource } from "../../google/api/resource_pb.js";
 import type { EmptySchema, FieldMask, Timestamp } from "@bufbuild/protobuf/wkt";
 import { file_google_protobuf_empty, file_google_protobuf_field_mask, file_google_protobuf_struct, file_google_protobuf_timestamp } from "@bufbuild/protobuf/wkt";
+import { file_raptorflow_api_v1_annotations } from "../api/v1/annotations_pb.js";
+import type { Origin } from "./origin_pb.js";
+import { file_raptorflow_v1_origin } from "./origin_pb.js";
 import type { JsonObject, Message } from "@bufbuild/protobuf";
 
 /**
  * Describes the file raptorflow/v1/icp.proto.
  */
 export const file_raptorflow_v1_icp: GenFile = /*@__PURE__*/
-  fileDesc("ChdyYXB0b3JmbG93L3YxL2ljcC5wcm90bxINcmFwdG9yZmxvdy52MSLhAgoDSWNwEhEKBG5hbWUYASABKAlCA+BBCBIeCgxkaXNwbGF5X25hbWUYAiABKAlCCLpIBXIDGMgBEhoKCGluZHVzdHJ5GAMgASgJQgi6SAVyAxjIARIdCgxjb21wYW55X3NpemUYBCABKAlCB7pIBHICGGQSJAoLcGFpbl9wb2ludHMYBSADKAlCD7pIDJIBCRAyIgVyAxj0AxIrCgphdHRyaWJ1dGVzGAYgASgLMhcuZ29vZ2xlLnByb3RvYnVmLlN0cnVjdBI0CgtjcmVhdGVfdGltZRgHIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXBCA+BBAxI0Cgt1cGRhdGVfdGltZRgIIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXBCA+BBAzot6kEqChFyYXB0b3JmbG93LmFpL0ljcBIKaWNwcy97aWNwfSoEaWNwczIDaWNwIpsBChBDcmVhdGVJY3BSZXF1ZXN0EioKA2ljcBgBIAEoCzISLnJhcHRvcmZsb3cudjEuSWNwQgngQQK6SAPIAQE6W7pIWBpWChlpY3AuZGlzcGxheV9uYW1lLnJlcXVpcmVkEhxpY3AuZGlzcGxheV9uYW1lIGlzIHJlcXVpcmVkGht0aGlzLmljcC5kaXNwbGF5X25hbWUgIT0gJyciPwoNR2V0SWNwUmVxdWVzdBIuCgRuYW1lGAEgASgJQiDgQQK6SBpyGDIWXmljcHMvW2EtejAtOS1dezEsNjR9JCJOCg9MaXN0SWNwc1JlcXVlc3QSHQoJcGFnZV9zaXplGAEgASgFQgq6SAcaBRjoBygAEhwKCnBhZ2VfdG9rZW4YAiABKAlCCLpIBXIDGIAEIk0KEExpc3RJY3BzUmVzcG9uc2USIAoEaWNwcxgBIAMoCzISLnJhcHRvcmZsb3cudjEuSWNwEhcKD25leHRfcGFnZV90b2tlbhgCIAEoCSJvChBVcGRhdGVJY3BSZXF1ZXN0EioKA2ljcBgBIAEoCzISLnJhcHRvcmZsb3cudjEuSWNwQgngQQK6SAPIAQESLwoLdXBkYXRlX21hc2sYAiABKAsyGi5nb29nbGUucHJvdG9idWYuRmllbGRNYXNrIkIKEERlbGV0ZUljcFJlcXVlc3QSLgoEbmFtZRgBIAEoCUIg4EECukgachgyFl5pY3BzL1thLXowLTktXXsxLDY0fSQyzQQKCkljcFNlcnZpY2USaQoJQ3JlYXRlSWNwEh8ucmFwdG9yZmxvdy52MS5DcmVhdGVJY3BSZXF1ZXN0GhIucmFwdG9yZmxvdy52MS5JY3AiJ4LT5JMCIToDaWNwWg86A2ljcCIIL3YxL2ljcHMiCS9hcGkvaWNwcxJrCgZHZXRJY3ASHC5yYXB0b3JmbG93LnYxLkdldEljcFJlcXVlc3QaEi5yYXB0b3JmbG93LnYxLkljcCIvgtPkkwIpWhMSES92MS97bmFtZT1pY3BzLyp9EhIvYXBpL3tuYW1lPWljcHMvKn0SagoITGlzdEljcHMSHi5yYXB0b3JmbG93LnYxLkxpc3RJY3BzUmVxdWVzdBofLnJhcHRvcmZsb3cudjEuTGlzdEljcHNSZXNwb25zZSIdgtPkkwIXWgoSCC92MS9pY3BzEgkvYXBpL2ljcHMSgwEKCVVwZGF0ZUljcBIfLnJhcHRvcmZsb3cudjEuVXBkYXRlSWNwUmVxdWVzdBoSLnJhcHRvcmZsb3cudjEuSWNwIkGC0+STAjs6A2ljcFocOgNpY3AyFS92MS97aWNwLm5hbWU9aWNwcy8qfTIWL2FwaS97aWNwLm5hbWU9aWNwcy8qfRJ1CglEZWxldGVJY3ASHy5yYXB0b3JmbG93LnYxLkRlbGV0ZUljcFJlcXVlc3QaFi5nb29nbGUucHJvdG9idWYuRW1wdHkiL4LT5JMCKVoTKhEvdjEve25hbWU9aWNwcy8qfSoSL2FwaS97bmFtZT1pY3BzLyp9YgZwcm90bzM", [file_buf_validate_validate, file_google_api_annotations, file_google_api_field_behavior, file_google_api_resource, file_google_protobuf_empty, file_google_protobuf_field_mask, file_google_protobuf_struct, file_google_protobuf_timestamp]);
+  fileDesc("ChdyYXB0b3JmbG93L3YxL2ljcC5wcm90bxINcmFwdG9yZmxvdy52MSKNAwoDSWNwEhEKBG5hbWUYASABKAlCA+BBCBIeCgxkaXNwbGF5X25hbWUYAiABKAlCCLpIBXIDGMgBEhoKCGluZHVzdHJ5GAMgASgJQgi6SAVyAxjIARIdCgxjb21wYW55X3NpemUYBCABKAlCB7pIBHICGGQSJAoLcGFpbl9wb2ludHMYBSADKAlCD7pIDJIBCRAyIgVyAxj0AxIrCgphdHRyaWJ1dGVzGAYgASgLMhcuZ29vZ2xlLnByb3RvYnVmLlN0cnVjdBI0CgtjcmVhdGVfdGltZRgHIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXBCA+BBAxI0Cgt1cGRhdGVfdGltZRgIIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXBCA+BBAxIqCgZvcmlnaW4YHiABKAsyFS5yYXB0b3JmbG93LnYxLk9yaWdpbkID4EEDOi3qQSoKEXJhcHRvcmZsb3cuYWkvSWNwEgppY3BzL3tpY3B9KgRpY3BzMgNpY3AimwEKEENyZWF0ZUljcFJlcXVlc3QSKgoDaWNwGAEgASgLMhIucmFwdG9yZmxvdy52MS5JY3BCCeBBArpIA8gBATpbukhYGlYKGWljcC5kaXNwbGF5X25hbWUucmVxdWlyZWQSHGljcC5kaXNwbGF5X25hbWUgaXMgcmVxdWlyZWQaG3RoaXMuaWNwLmRpc3BsYXlfbmFtZSAhPSAnJyI/Cg1HZXRJY3BSZXF1ZXN0Ei4KBG5hbWUYASABKAlCIOBBArpIGnIYMhZeaWNwcy9bYS16MC05LV17MSw2NH0kIk4KD0xpc3RJY3BzUmVxdWVzdBIdCglwYWdlX3NpemUYASABKAVCCrpIBxoFGOgHKAASHAoKcGFnZV90b2tlbhgCIAEoCUIIukgFcgMYgAQiTQoQTGlzdEljcHNSZXNwb25zZRIgCgRpY3BzGAEgAygLMhIucmFwdG9yZmxvdy52MS5JY3ASFwoPbmV4dF9wYWdlX3Rva2VuGAIgASgJIm8KEFVwZGF0ZUljcFJlcXVlc3QSKgoDaWNwGAEgASgLMhIucmFwdG9yZmxvdy52MS5JY3BCCeBBArpIA8gBARIvCgt1cGRhdGVfbWFzaxgCIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5GaWVsZE1hc2siUQoQRGVsZXRlSWNwUmVxdWVzdBIuCgRuYW1lGAEgASgJQiDgQQK6SBpyGDIWXmljcHMvW2EtejAtOS1dezEsNjR9JBINCgVmb3JjZRgCIAEoCDL5BAoKSWNwU2VydmljZRJxCglDcmVhdGVJY3ASHy5yYXB0b3JmbG93LnYxLkNyZWF0ZUljcFJlcXVlc3QaEi5yYXB0b3JmbG93LnYxLkljcCIvqrsYBAoCAQKC0+STAiE6A2ljcFoPOgNpY3AiCC92MS9pY3BzIgkvYXBpL2ljcHMSdQoGR2V0SWNwEhwucmFwdG9yZmxvdy52MS5HZXRJY3BSZXF1ZXN0GhIucmFwdG9yZmxvdy52MS5JY3AiOaq7GAYKBAECAwSC0+STAilaExIRL3YxL3tuYW1lPWljcHMvKn0SEi9hcGkve25hbWU9aWNwcy8qfRJ0CghMaXN0SWNwcxIeLnJhcHRvcmZsb3cudjEuTGlzdEljcHNSZXF1ZXN0Gh8ucmFwdG9yZmxvdy52MS5MaXN0SWNwc1Jlc3BvbnNlIiequxgGCgQBAgMEgtPkkwIXWgoSCC92MS9pY3BzEgkvYXBpL2ljcHMSiwEKCVVwZGF0ZUljcBIfLnJhcHRvcmZsb3cudjEuVXBkYXRlSWNwUmVxdWVzdBoSLnJhcHRvcmZsb3cudjEuSWNwIkmquxgECgIBAoLT5JMCOzoDaWNwWhw6A2ljcDIVL3YxL3tpY3AubmFtZT1pY3BzLyp9MhYvYXBpL3tpY3AubmFtZT1pY3BzLyp9En0KCURlbGV0ZUljcBIfLnJhcHRvcmZsb3cudjEuRGVsZXRlSWNwUmVxdWVzdBoWLmdvb2dsZS5wcm90b2J1Zi5FbXB0eSI3qrsYBAoCAQKC0+STAilaEyoRL3YxL3tuYW1lPWljcHMvKn0qEi9hcGkve25hbWU9aWNwcy8qfWIGcHJvdG8z", [file_buf_validate_validate, file_google_api_annotations, file_google_api_field_behavior, file_google_api_resource, file_google_protobuf_empty, file_google_protobuf_field_mask, file_google_protobuf_struct, file_google_protobuf_timestamp, file_raptorflow_api_v1_annotations, file_raptorflow_v1_origin]);
 
 /**
  * Icp is an ideal customer profile.
@@ -80,6 +83,13 @@ export type Icp = Message<"raptorflow.v1.Icp"> & {
    * @generated from field: google.protobuf.Timestamp update_time = 8;
    */
   updateTime?: Timestamp | undefined;
+
+  /**
+   * The agent call that made the profile, when the ICP builder made it.
+   *
+   * @generated from field: raptorflow.v1.Origin origin = 30;
+   */
+  origin?: Origin | undefined;
 };
 
 /**
@@ -227,6 +237,14 @@ export type DeleteIcpRequest = Message<"raptorflow.v1.DeleteIcpRequest"> & {
    * @generated from field: string name = 1;
    */
   name: string;
+
+  /**
+   * Remove the profile from the cohorts that name it (the cohorts are kept); without it
+   * a profile still named by cohorts is not deleted (FAILED_PRECONDITION).
+   *
+   * @generated from field: bool force = 2;
+   */
+  force: boolean;
 };
 
 /**
@@ -286,7 +304,9 @@ export const IcpService: GenService<{
     output: typeof IcpSchema;
   },
   /**
-   * DeleteIcp deletes an ideal customer profile.
+   * DeleteIcp deletes an ideal customer profile. A profile still named by cohorts is
+   * only deleted with `force`, which removes the profile from those cohorts; the cohorts
+   * are kept.
    *
    * @generated from rpc raptorflow.v1.IcpService.DeleteIcp
    */

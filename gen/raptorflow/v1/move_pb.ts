@@ -10,13 +10,16 @@ import { file_google_api_field_behavior } from "../../google/api/field_behavior_
 import { file_google_api_resource } from "../../google/api/resource_pb.js";
 import type { EmptySchema, FieldMask, Timestamp } from "@bufbuild/protobuf/wkt";
 import { file_google_protobuf_empty, file_google_protobuf_field_mask, file_google_protobuf_struct, file_google_protobuf_timestamp } from "@bufbuild/protobuf/wkt";
+import { file_raptorflow_api_v1_annotations } from "../api/v1/annotations_pb.js";
+import type { Origin } from "./origin_pb.js";
+import { file_raptorflow_v1_origin } from "./origin_pb.js";
 import type { JsonObject, Message } from "@bufbuild/protobuf";
 
 /**
  * Describes the file raptorflow/v1/move.proto.
  */
 export const file_raptorflow_v1_move: GenFile = /*@__PURE__*/
-  fileDesc("ChhyYXB0b3JmbG93L3YxL21vdmUucHJvdG8SDXJhcHRvcmZsb3cudjEirAMKBE1vdmUSEQoEbmFtZRgBIAEoCUID4EEIEh4KDGRpc3BsYXlfbmFtZRgCIAEoCUIIukgFcgMYyAESNwoIY2FtcGFpZ24YAyABKAlCJbpIInIgMh5eKGNhbXBhaWducy9bYS16MC05LV17MSw2NH0pPyQSHQoLZGVzY3JpcHRpb24YBCABKAlCCLpIBXIDGKAfEjIKBnN0YXR1cxgFIAEoCUIiukgfch0YIDIZXihwbGFubmVkfHJ1bm5pbmd8ZG9uZSk/JBIYCgR3ZWVrGAYgASgFQgq6SAcaBRiIBCgAEisKCmF0dHJpYnV0ZXMYByABKAsyFy5nb29nbGUucHJvdG9idWYuU3RydWN0EjQKC2NyZWF0ZV90aW1lGBQgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcEID4EEDEjQKC3VwZGF0ZV90aW1lGBUgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcEID4EEDOjLqQS8KEnJhcHRvcmZsb3cuYWkvTW92ZRIMbW92ZXMve21vdmV9KgVtb3ZlczIEbW92ZSKhAQoRQ3JlYXRlTW92ZVJlcXVlc3QSLAoEbW92ZRgBIAEoCzITLnJhcHRvcmZsb3cudjEuTW92ZUIJ4EECukgDyAEBOl66SFsaWQoabW92ZS5kaXNwbGF5X25hbWUucmVxdWlyZWQSHW1vdmUuZGlzcGxheV9uYW1lIGlzIHJlcXVpcmVkGhx0aGlzLm1vdmUuZGlzcGxheV9uYW1lICE9ICcnIkEKDkdldE1vdmVSZXF1ZXN0Ei8KBG5hbWUYASABKAlCIeBBArpIG3IZMhdebW92ZXMvW2EtejAtOS1dezEsNjR9JCJPChBMaXN0TW92ZXNSZXF1ZXN0Eh0KCXBhZ2Vfc2l6ZRgBIAEoBUIKukgHGgUY6AcoABIcCgpwYWdlX3Rva2VuGAIgASgJQgi6SAVyAxiABCJQChFMaXN0TW92ZXNSZXNwb25zZRIiCgVtb3ZlcxgBIAMoCzITLnJhcHRvcmZsb3cudjEuTW92ZRIXCg9uZXh0X3BhZ2VfdG9rZW4YAiABKAkicgoRVXBkYXRlTW92ZVJlcXVlc3QSLAoEbW92ZRgBIAEoCzITLnJhcHRvcmZsb3cudjEuTW92ZUIJ4EECukgDyAEBEi8KC3VwZGF0ZV9tYXNrGAIgASgLMhouZ29vZ2xlLnByb3RvYnVmLkZpZWxkTWFzayJEChFEZWxldGVNb3ZlUmVxdWVzdBIvCgRuYW1lGAEgASgJQiHgQQK6SBtyGTIXXm1vdmVzL1thLXowLTktXXsxLDY0fSQy7AQKC01vdmVTZXJ2aWNlEnAKCkNyZWF0ZU1vdmUSIC5yYXB0b3JmbG93LnYxLkNyZWF0ZU1vdmVSZXF1ZXN0GhMucmFwdG9yZmxvdy52MS5Nb3ZlIiuC0+STAiU6BG1vdmVaEToEbW92ZSIJL3YxL21vdmVzIgovYXBpL21vdmVzEnAKB0dldE1vdmUSHS5yYXB0b3JmbG93LnYxLkdldE1vdmVSZXF1ZXN0GhMucmFwdG9yZmxvdy52MS5Nb3ZlIjGC0+STAitaFBISL3YxL3tuYW1lPW1vdmVzLyp9EhMvYXBpL3tuYW1lPW1vdmVzLyp9Em8KCUxpc3RNb3ZlcxIfLnJhcHRvcmZsb3cudjEuTGlzdE1vdmVzUmVxdWVzdBogLnJhcHRvcmZsb3cudjEuTGlzdE1vdmVzUmVzcG9uc2UiH4LT5JMCGVoLEgkvdjEvbW92ZXMSCi9hcGkvbW92ZXMSjAEKClVwZGF0ZU1vdmUSIC5yYXB0b3JmbG93LnYxLlVwZGF0ZU1vdmVSZXF1ZXN0GhMucmFwdG9yZmxvdy52MS5Nb3ZlIkeC0+STAkE6BG1vdmVaHzoEbW92ZTIXL3YxL3ttb3ZlLm5hbWU9bW92ZXMvKn0yGC9hcGkve21vdmUubmFtZT1tb3Zlcy8qfRJ5CgpEZWxldGVNb3ZlEiAucmFwdG9yZmxvdy52MS5EZWxldGVNb3ZlUmVxdWVzdBoWLmdvb2dsZS5wcm90b2J1Zi5FbXB0eSIxgtPkkwIrWhQqEi92MS97bmFtZT1tb3Zlcy8qfSoTL2FwaS97bmFtZT1tb3Zlcy8qfWIGcHJvdG8z", [file_buf_validate_validate, file_google_api_annotations, file_google_api_field_behavior, file_google_api_resource, file_google_protobuf_empty, file_google_protobuf_field_mask, file_google_protobuf_struct, file_google_protobuf_timestamp]);
+  fileDesc("ChhyYXB0b3JmbG93L3YxL21vdmUucHJvdG8SDXJhcHRvcmZsb3cudjEiiQQKBE1vdmUSEQoEbmFtZRgBIAEoCUID4EEIEh4KDGRpc3BsYXlfbmFtZRgCIAEoCUIIukgFcgMYyAESNwoIY2FtcGFpZ24YAyABKAlCJbpIInIgMh5eKGNhbXBhaWducy9bYS16MC05LV17MSw2NH0pPyQSHQoLZGVzY3JpcHRpb24YBCABKAlCCLpIBXIDGKAfEjIKBnN0YXR1cxgFIAEoCUIiukgfch0YIDIZXihwbGFubmVkfHJ1bm5pbmd8ZG9uZSk/JBIYCgR3ZWVrGAYgASgFQgq6SAcaBRiIBCgAEisKCmF0dHJpYnV0ZXMYByABKAsyFy5nb29nbGUucHJvdG9idWYuU3RydWN0Ei8KBHBsYW4YCCABKAlCIbpIHnIcMhpeKHBsYW5zL1thLXowLTktXXsxLDY0fSk/JBI0CgtjcmVhdGVfdGltZRgUIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXBCA+BBAxI0Cgt1cGRhdGVfdGltZRgVIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXBCA+BBAxIqCgZvcmlnaW4YHiABKAsyFS5yYXB0b3JmbG93LnYxLk9yaWdpbkID4EEDOjLqQS8KEnJhcHRvcmZsb3cuYWkvTW92ZRIMbW92ZXMve21vdmV9KgVtb3ZlczIEbW92ZSKhAQoRQ3JlYXRlTW92ZVJlcXVlc3QSLAoEbW92ZRgBIAEoCzITLnJhcHRvcmZsb3cudjEuTW92ZUIJ4EECukgDyAEBOl66SFsaWQoabW92ZS5kaXNwbGF5X25hbWUucmVxdWlyZWQSHW1vdmUuZGlzcGxheV9uYW1lIGlzIHJlcXVpcmVkGhx0aGlzLm1vdmUuZGlzcGxheV9uYW1lICE9ICcnIkEKDkdldE1vdmVSZXF1ZXN0Ei8KBG5hbWUYASABKAlCIeBBArpIG3IZMhdebW92ZXMvW2EtejAtOS1dezEsNjR9JCK5AQoQTGlzdE1vdmVzUmVxdWVzdBIdCglwYWdlX3NpemUYASABKAVCCrpIBxoFGOgHKAASHAoKcGFnZV90b2tlbhgCIAEoCUIIukgFcgMYgAQSNwoIY2FtcGFpZ24YAyABKAlCJbpIInIgMh5eKGNhbXBhaWducy9bYS16MC05LV17MSw2NH0pPyQSLwoEcGxhbhgEIAEoCUIhukgechwyGl4ocGxhbnMvW2EtejAtOS1dezEsNjR9KT8kIlAKEUxpc3RNb3Zlc1Jlc3BvbnNlEiIKBW1vdmVzGAEgAygLMhMucmFwdG9yZmxvdy52MS5Nb3ZlEhcKD25leHRfcGFnZV90b2tlbhgCIAEoCSJyChFVcGRhdGVNb3ZlUmVxdWVzdBIsCgRtb3ZlGAEgASgLMhMucmFwdG9yZmxvdy52MS5Nb3ZlQgngQQK6SAPIAQESLwoLdXBkYXRlX21hc2sYAiABKAsyGi5nb29nbGUucHJvdG9idWYuRmllbGRNYXNrIlMKEURlbGV0ZU1vdmVSZXF1ZXN0Ei8KBG5hbWUYASABKAlCIeBBArpIG3IZMhdebW92ZXMvW2EtejAtOS1dezEsNjR9JBINCgVmb3JjZRgCIAEoCDKZBQoLTW92ZVNlcnZpY2USeAoKQ3JlYXRlTW92ZRIgLnJhcHRvcmZsb3cudjEuQ3JlYXRlTW92ZVJlcXVlc3QaEy5yYXB0b3JmbG93LnYxLk1vdmUiM6q7GAQKAgEDgtPkkwIlOgRtb3ZlWhE6BG1vdmUiCS92MS9tb3ZlcyIKL2FwaS9tb3ZlcxJ6CgdHZXRNb3ZlEh0ucmFwdG9yZmxvdy52MS5HZXRNb3ZlUmVxdWVzdBoTLnJhcHRvcmZsb3cudjEuTW92ZSI7qrsYBgoEAQIDBILT5JMCK1oUEhIvdjEve25hbWU9bW92ZXMvKn0SEy9hcGkve25hbWU9bW92ZXMvKn0SeQoJTGlzdE1vdmVzEh8ucmFwdG9yZmxvdy52MS5MaXN0TW92ZXNSZXF1ZXN0GiAucmFwdG9yZmxvdy52MS5MaXN0TW92ZXNSZXNwb25zZSIpqrsYBgoEAQIDBILT5JMCGVoLEgkvdjEvbW92ZXMSCi9hcGkvbW92ZXMSlAEKClVwZGF0ZU1vdmUSIC5yYXB0b3JmbG93LnYxLlVwZGF0ZU1vdmVSZXF1ZXN0GhMucmFwdG9yZmxvdy52MS5Nb3ZlIk+quxgECgIBA4LT5JMCQToEbW92ZVofOgRtb3ZlMhcvdjEve21vdmUubmFtZT1tb3Zlcy8qfTIYL2FwaS97bW92ZS5uYW1lPW1vdmVzLyp9EoEBCgpEZWxldGVNb3ZlEiAucmFwdG9yZmxvdy52MS5EZWxldGVNb3ZlUmVxdWVzdBoWLmdvb2dsZS5wcm90b2J1Zi5FbXB0eSI5qrsYBAoCAQOC0+STAitaFCoSL3YxL3tuYW1lPW1vdmVzLyp9KhMvYXBpL3tuYW1lPW1vdmVzLyp9YgZwcm90bzM", [file_buf_validate_validate, file_google_api_annotations, file_google_api_field_behavior, file_google_api_resource, file_google_protobuf_empty, file_google_protobuf_field_mask, file_google_protobuf_struct, file_google_protobuf_timestamp, file_raptorflow_api_v1_annotations, file_raptorflow_v1_origin]);
 
 /**
  * Move is a short, focused marketing action (a "move") within a campaign.
@@ -75,6 +78,13 @@ export type Move = Message<"raptorflow.v1.Move"> & {
   attributes?: JsonObject | undefined;
 
   /**
+   * The go-to-market plan the move belongs to, for example `plans/0193…`.
+   *
+   * @generated from field: string plan = 8;
+   */
+  plan: string;
+
+  /**
    * When the move was created.
    *
    * @generated from field: google.protobuf.Timestamp create_time = 20;
@@ -87,6 +97,13 @@ export type Move = Message<"raptorflow.v1.Move"> & {
    * @generated from field: google.protobuf.Timestamp update_time = 21;
    */
   updateTime?: Timestamp | undefined;
+
+  /**
+   * The agent call that made the move, when the move assembly agent made it.
+   *
+   * @generated from field: raptorflow.v1.Origin origin = 30;
+   */
+  origin?: Origin | undefined;
 };
 
 /**
@@ -157,6 +174,20 @@ export type ListMovesRequest = Message<"raptorflow.v1.ListMovesRequest"> & {
    * @generated from field: string page_token = 2;
    */
   pageToken: string;
+
+  /**
+   * Only the moves of this campaign, when set, for example `campaigns/0193…`.
+   *
+   * @generated from field: string campaign = 3;
+   */
+  campaign: string;
+
+  /**
+   * Only the moves of this plan, when set, for example `plans/0193…`.
+   *
+   * @generated from field: string plan = 4;
+   */
+  plan: string;
 };
 
 /**
@@ -234,6 +265,14 @@ export type DeleteMoveRequest = Message<"raptorflow.v1.DeleteMoveRequest"> & {
    * @generated from field: string name = 1;
    */
   name: string;
+
+  /**
+   * Delete the move's metrics too; without it a move with metrics is not deleted
+   * (FAILED_PRECONDITION).
+   *
+   * @generated from field: bool force = 2;
+   */
+  force: boolean;
 };
 
 /**
@@ -291,7 +330,8 @@ export const MoveService: GenService<{
     output: typeof MoveSchema;
   },
   /**
-   * DeleteMove deletes a move.
+   * DeleteMove deletes a move. A move with metrics is only deleted with `force`, which
+   * deletes its metrics too.
    *
    * @generated from rpc raptorflow.v1.MoveService.DeleteMove
    */

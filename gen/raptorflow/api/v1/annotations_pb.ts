@@ -2,8 +2,8 @@
 // @generated from file raptorflow/api/v1/annotations.proto (package raptorflow.api.v1, syntax proto3)
 /* eslint-disable */
 
-import type { GenExtension, GenFile, GenMessage } from "@bufbuild/protobuf/codegenv2";
-import { extDesc, fileDesc, messageDesc } from "@bufbuild/protobuf/codegenv2";
+import type { GenEnum, GenExtension, GenFile, GenMessage } from "@bufbuild/protobuf/codegenv2";
+import { enumDesc, extDesc, fileDesc, messageDesc } from "@bufbuild/protobuf/codegenv2";
 import type { MethodOptions } from "@bufbuild/protobuf/wkt";
 import { file_google_protobuf_descriptor } from "@bufbuild/protobuf/wkt";
 import type { Message } from "@bufbuild/protobuf";
@@ -12,7 +12,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file raptorflow/api/v1/annotations.proto.
  */
 export const file_raptorflow_api_v1_annotations: GenFile = /*@__PURE__*/
-  fileDesc("CiNyYXB0b3JmbG93L2FwaS92MS9hbm5vdGF0aW9ucy5wcm90bxIRcmFwdG9yZmxvdy5hcGkudjEiJAoMSHR0cFJlc3BvbnNlEhQKDHN1Y2Nlc3NfY29kZRgBIAEoBTpmCg1odHRwX3Jlc3BvbnNlEh4uZ29vZ2xlLnByb3RvYnVmLk1ldGhvZE9wdGlvbnMYtIcDIAEoCzIfLnJhcHRvcmZsb3cuYXBpLnYxLkh0dHBSZXNwb25zZVIMaHR0cFJlc3BvbnNlYgZwcm90bzM", [file_google_protobuf_descriptor]);
+  fileDesc("CiNyYXB0b3JmbG93L2FwaS92MS9hbm5vdGF0aW9ucy5wcm90bxIRcmFwdG9yZmxvdy5hcGkudjEiJAoMSHR0cFJlc3BvbnNlEhQKDHN1Y2Nlc3NfY29kZRgBIAEoBSJACgZQb2xpY3kSJgoFcm9sZXMYASADKA4yFy5yYXB0b3JmbG93LmFwaS52MS5Sb2xlEg4KBnB1YmxpYxgCIAEoCCp0CgRSb2xlEhQKEFJPTEVfVU5TUEVDSUZJRUQQABIOCgpST0xFX0FETUlOEAESEAoMUk9MRV9BTkFMWVNUEAISEQoNUk9MRV9NQVJLRVRFUhADEg8KC1JPTEVfVklFV0VSEAQSEAoMUk9MRV9TRVJWSUNFEAU6ZgoNaHR0cF9yZXNwb25zZRIeLmdvb2dsZS5wcm90b2J1Zi5NZXRob2RPcHRpb25zGLSHAyABKAsyHy5yYXB0b3JmbG93LmFwaS52MS5IdHRwUmVzcG9uc2VSDGh0dHBSZXNwb25zZTpTCgZwb2xpY3kSHi5nb29nbGUucHJvdG9idWYuTWV0aG9kT3B0aW9ucxi1hwMgASgLMhkucmFwdG9yZmxvdy5hcGkudjEuUG9saWN5UgZwb2xpY3liBnByb3RvMw", [file_google_protobuf_descriptor]);
 
 /**
  * HttpResponse says how the REST gateway answers a successful call of a
@@ -40,6 +40,96 @@ export const HttpResponseSchema: GenMessage<HttpResponse> = /*@__PURE__*/
   messageDesc(file_raptorflow_api_v1_annotations, 0);
 
 /**
+ * Policy says who may call a method. Every RaptorFlow RPC declares one, and
+ * every service enforces it before the request is validated or handled: a
+ * caller whose role is not listed gets PERMISSION_DENIED.
+ *
+ * @generated from message raptorflow.api.v1.Policy
+ */
+export type Policy = Message<"raptorflow.api.v1.Policy"> & {
+  /**
+   * The roles whose access tokens may call the method.
+   *
+   * @generated from field: repeated raptorflow.api.v1.Role roles = 1;
+   */
+  roles: Role[];
+
+  /**
+   * Anyone may call the method without an access token: signing in,
+   * refreshing, signing out, the public keys. A public method lists no roles.
+   *
+   * @generated from field: bool public = 2;
+   */
+  public: boolean;
+};
+
+/**
+ * Describes the message raptorflow.api.v1.Policy.
+ * Use `create(PolicySchema)` to create a new message.
+ */
+export const PolicySchema: GenMessage<Policy> = /*@__PURE__*/
+  messageDesc(file_raptorflow_api_v1_annotations, 1);
+
+/**
+ * Role is what a caller may do in an organization, as its access token says
+ * (the token's `role` claim, in lower case: `ROLE_ANALYST` is "analyst").
+ *
+ * @generated from enum raptorflow.api.v1.Role
+ */
+export enum Role {
+  /**
+   * Not a role: never granted.
+   *
+   * @generated from enum value: ROLE_UNSPECIFIED = 0;
+   */
+  UNSPECIFIED = 0,
+
+  /**
+   * Everything in the organization, its API keys included.
+   *
+   * @generated from enum value: ROLE_ADMIN = 1;
+   */
+  ADMIN = 1,
+
+  /**
+   * Writes V1's business-intelligence records (ICPs, cohorts, metrics,
+   * competitors, positioning, plans …) and runs agents.
+   *
+   * @generated from enum value: ROLE_ANALYST = 2;
+   */
+  ANALYST = 2,
+
+  /**
+   * Writes the marketing records (V1 and V2 campaigns, moves, assets, V2's
+   * memories, plans) and runs agents.
+   *
+   * @generated from enum value: ROLE_MARKETER = 3;
+   */
+  MARKETER = 3,
+
+  /**
+   * Reads.
+   *
+   * @generated from enum value: ROLE_VIEWER = 4;
+   */
+  VIEWER = 4,
+
+  /**
+   * A service of the mesh calling another, for example the orchestrator
+   * calling the agent services on behalf of a caller's organization.
+   *
+   * @generated from enum value: ROLE_SERVICE = 5;
+   */
+  SERVICE = 5,
+}
+
+/**
+ * Describes the enum raptorflow.api.v1.Role.
+ */
+export const RoleSchema: GenEnum<Role> = /*@__PURE__*/
+  enumDesc(file_raptorflow_api_v1_annotations, 0);
+
+/**
  * How the gateway answers a successful call of this method. The number is
  * in the range protobuf reserves for an organization's own options.
  *
@@ -47,4 +137,13 @@ export const HttpResponseSchema: GenMessage<HttpResponse> = /*@__PURE__*/
  */
 export const http_response: GenExtension<MethodOptions, HttpResponse> = /*@__PURE__*/
   extDesc(file_raptorflow_api_v1_annotations, 0);
+
+/**
+ * Who may call this method. Enforced by the authorization interceptor of
+ * every service (platform/auth); a method without one refuses every call.
+ *
+ * @generated from extension: raptorflow.api.v1.Policy policy = 50101;
+ */
+export const policy: GenExtension<MethodOptions, Policy> = /*@__PURE__*/
+  extDesc(file_raptorflow_api_v1_annotations, 1);
 
