@@ -1,9 +1,10 @@
 import { fromJson, toJson, type DescMessage, type JsonValue, type MessageShape } from "@bufbuild/protobuf";
-import { UniqueConstraintViolationException } from "@mikro-orm/core";
+import { raw, UniqueConstraintViolationException } from "@mikro-orm/core";
 import type { EntityManager } from "@mikro-orm/postgresql";
 import { keyReused } from "../../mesh/call-context.js";
 import type { Database } from "../db/database.js";
 import { decodePageToken, encodePageToken } from "../pagination.js";
+import { containment, filterTerms } from "./record-filter.js";
 import type { RecordStore } from "./resource-service.js";
 import { RecordEntity, RecordKeyEntity, type RecordRow } from "./record-table.js";
 
@@ -70,15 +71,11 @@ export function createPgRecordStore<S extends DescMessage>(db: Database, schema:
     },
     async list(org, pageSize, pageToken, where = {}) {
       const after = decodePageToken(pageToken);
-      // Equality on fields of the stored JSON: keys are the fields' JSON names, checked against the descriptor.
-      const data = Object.fromEntries(
-        Object.entries(where).map(([name, value]) => {
-          const f = schema.fields.find((x) => x.name === name);
-          if (!f) throw new Error(`${schema.typeName} has no field "${name}"`);
-          return [f.jsonName, value];
-        }),
-      );
-      const filter = { collection, organization: org, ...(after === undefined ? {} : { id: { $lt: after } }), ...(Object.keys(data).length ? { data } : {}) };
+      // One jsonb containment covers every term: equality (`{"campaign": …}`), nested fields
+      // (`{"origin": {"run": …}}`) and membership of a repeated field (`{"cohorts": [...]}`).
+      const terms = filterTerms(schema, where);
+      const contains = terms.length ? { [raw((alias: string) => `${alias}.data @> ?::jsonb`, [JSON.stringify(containment(terms))])]: [] } : {};
+      const filter = { collection, organization: org, ...(after === undefined ? {} : { id: { $lt: after } }), ...contains };
       const rows = await em().find(RecordEntity, filter, { orderBy: { id: "desc" }, limit: pageSize + 1 });
       const page = rows.slice(0, pageSize);
       return { records: page.map((r) => recordOf(r.data)), nextPageToken: rows.length > pageSize ? encodePageToken(page[page.length - 1].id) : "" };

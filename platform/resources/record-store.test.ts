@@ -1,17 +1,23 @@
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { create, type MessageShape } from "@bufbuild/protobuf";
+import { create, type DescMessage, type MessageShape } from "@bufbuild/protobuf";
 import { timestampNow } from "@bufbuild/protobuf/wkt";
-import { Code, ConnectError } from "@connectrpc/connect";
+import { Code, ConnectError, createClient, createRouterTransport } from "@connectrpc/connect";
 import { uuidv7 } from "uuidv7";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { CohortSchema } from "../../gen/raptorflow/v1/cohort_pb.js";
+import { ErrorInfoSchema } from "../../gen/google/rpc/error_details_pb.js";
+import { CampaignSchema, CampaignService } from "../../gen/raptorflow/v1/campaign_pb.js";
+import { CohortSchema, CohortService } from "../../gen/raptorflow/v1/cohort_pb.js";
+import { MetricSchema, MetricService } from "../../gen/raptorflow/v1/metric_pb.js";
+import { MoveSchema, MoveService } from "../../gen/raptorflow/v1/move_pb.js";
+import { OriginSchema } from "../../gen/raptorflow/v1/origin_pb.js";
+import { organizationHeader } from "../../mesh/call-context.js";
 import { createScratchDatabase, postgresAvailable } from "../../test/support/databases.js";
 import { openDatabase, type Database } from "../db/database.js";
 import { createPgRecordStore } from "./pg-record-store.js";
 import { recordEntities, recordKeysMigration, recordsMigration } from "./record-table.js";
-import { createMemoryStore, type RecordStore } from "./resource-service.js";
+import { collectionOf, createMemoryStore, createResourceServiceImpl, type RecordStore } from "./resource-service.js";
 
 /** openRecords opens a schema of its own holding only a records table, as V1 and V2 each have. */
 const openRecords = (env: Record<string, string>) =>
@@ -30,17 +36,25 @@ type Cohort = MessageShape<typeof CohortSchema>;
 const cohort = (displayName: string): Cohort =>
   create(CohortSchema, { name: `cohorts/${uuidv7()}`, displayName, tags: ["a", "b"], sizeEstimate: 12n, attributes: { source: "test" }, createTime: timestampNow(), updateTime: timestampNow() });
 
+/** StoreOf opens the store of one collection in the backend under test. */
+type StoreOf = <S extends DescMessage>(schema: S) => RecordStore<MessageShape<S>>;
+/** Opened is a backend under test: its stores, and how to close it. */
+type Opened = { storeOf: StoreOf; cleanup(): Promise<void> };
+
 /** recordStoreContract is the behaviour of every RecordStore, run against each implementation. */
-function recordStoreContract(name: string, open: () => Promise<{ store: RecordStore<Cohort>; cleanup(): Promise<void> } | undefined>): void {
+function recordStoreContract(name: string, open: () => Promise<Opened | undefined>): void {
   describe(`RecordStore contract: ${name}`, () => {
-    let opened: { store: RecordStore<Cohort>; cleanup(): Promise<void> } | undefined;
+    let opened: Opened | undefined;
+    let cohorts: RecordStore<Cohort>;
     beforeAll(async () => {
       opened = await open();
+      if (opened) cohorts = opened.storeOf(CohortSchema);
     });
     afterAll(async () => {
       await opened?.cleanup();
     });
-    const test = (title: string, fn: (s: RecordStore<Cohort>) => Promise<void>) => it(title, async (ctx) => (opened ? fn(opened.store) : ctx.skip()));
+    const test = (title: string, fn: (s: RecordStore<Cohort>) => Promise<void>) => it(title, async (ctx) => (opened ? fn(cohorts) : ctx.skip()));
+    const withStores = (title: string, fn: (storeOf: StoreOf) => Promise<void>) => it(title, async (ctx) => (opened ? fn(opened.storeOf) : ctx.skip()));
 
     test("put, get, replace and delete a record, as stored", async (s) => {
       const c = cohort("Weekend shoppers");
@@ -102,6 +116,87 @@ function recordStoreContract(name: string, open: () => Promise<{ store: RecordSt
       expect((await s.list(org, 10, "", { display_name: "Nobody" })).records).toEqual([]);
     });
 
+    test("filters by membership of a repeated field and by a nested field", async (s) => {
+      const org = `members-${uuidv7().slice(-8)}`;
+      const tagged = cohort("Hikers");
+      tagged.tags = ["hiking", "camping"];
+      tagged.origin = create(OriginSchema, { agent: "agents/cohort_tag_generator", run: "runs/r-1", provider: "offline" });
+      const other = cohort("Readers");
+      other.tags = ["books"];
+      other.origin = create(OriginSchema, { agent: "agents/cohort_builder", run: "runs/r-2" });
+      await s.put(org, tagged);
+      await s.put(org, other);
+      const names = async (where: Record<string, string>) => (await s.list(org, 10, "", where)).records.map((r) => r.name);
+      expect(await names({ tags: "camping" })).toEqual([tagged.name]);
+      expect(await names({ tags: "camp" })).toEqual([]);
+      expect(await names({ "origin.run": "runs/r-2" })).toEqual([other.name]);
+      expect(await names({ "origin.run": "runs/r-1", "origin.agent": "agents/cohort_tag_generator", tags: "hiking" })).toEqual([tagged.name]);
+      expect(await names({ "origin.run": "runs/r-1", tags: "books" })).toEqual([]);
+      await expect(s.list(org, 10, "", { "origin.nope": "x" })).rejects.toThrow(/no field/);
+    });
+
+    withStores("Delete with dependants: FAILED_PRECONDITION naming them, unless forced; force detaches repeated and singular references and deletes what is set to be deleted", async (storeOf) => {
+      const org = `deps-${uuidv7().slice(-8)}`;
+      const [cohortStore, campaignStore, moveStore, metricStore] = [storeOf(CohortSchema), storeOf(CampaignSchema), storeOf(MoveSchema), storeOf(MetricSchema)];
+      const transport = createRouterTransport(({ service }) => {
+        service(CohortService, createResourceServiceImpl(CohortService, cohortStore, { dependants: [{ schema: CampaignSchema, store: campaignStore, field: "cohorts" }] }));
+        service(CampaignService, createResourceServiceImpl(CampaignService, campaignStore, {
+          dependants: [
+            { schema: MoveSchema, store: moveStore, field: "campaign", onForce: "detach" },
+            { schema: MetricSchema, store: metricStore, field: "subject" },
+          ],
+        }));
+        service(MoveService, createResourceServiceImpl(MoveService, moveStore));
+        service(MetricService, createResourceServiceImpl(MetricService, metricStore));
+      });
+      const headers = { [organizationHeader]: org };
+      const [co, ca, mo, me] = [createClient(CohortService, transport), createClient(CampaignService, transport), createClient(MoveService, transport), createClient(MetricService, transport)];
+      const weekend = await co.createCohort({ cohort: { displayName: "Weekend shoppers" } }, { headers });
+      const night = await co.createCohort({ cohort: { displayName: "Night owls" } }, { headers });
+      const spring = await ca.createCampaign({ campaign: { displayName: "Spring", cohorts: [weekend.name, night.name] } }, { headers });
+      const autumn = await ca.createCampaign({ campaign: { displayName: "Autumn", cohorts: [weekend.name] } }, { headers });
+
+      // A cohort that campaigns target is not deleted without force, and the error says why and what force does.
+      const refused = await co.deleteCohort({ name: weekend.name }, { headers }).catch((e: unknown) => ConnectError.from(e));
+      expect((refused as ConnectError).code).toBe(Code.FailedPrecondition);
+      expect((refused as ConnectError).rawMessage).toContain("campaigns");
+      expect((refused as ConnectError).rawMessage).toContain("remove it from those campaigns");
+      expect((refused as ConnectError).findDetails(ErrorInfoSchema)[0]).toMatchObject({ reason: "RESOURCE_HAS_DEPENDANTS", metadata: { resource: weekend.name, dependants: "campaigns" } });
+      expect(await co.getCohort({ name: weekend.name }, { headers })).toMatchObject({ name: weekend.name });
+
+      // force takes the cohort out of every campaign's list; the campaigns and their other cohorts stay.
+      await co.deleteCohort({ name: weekend.name, force: true }, { headers });
+      expect((await co.getCohort({ name: weekend.name }, { headers }).catch((e: unknown) => ConnectError.from(e)) as ConnectError).code).toBe(Code.NotFound);
+      expect((await ca.getCampaign({ name: spring.name }, { headers })).cohorts).toEqual([night.name]);
+      expect((await ca.getCampaign({ name: autumn.name }, { headers })).cohorts).toEqual([]);
+      // Nothing refers to the other cohort's neighbour any more; it is deleted plainly once the campaign lets go.
+      await ca.updateCampaign({ campaign: { name: spring.name, cohorts: [] }, updateMask: { paths: ["cohorts"] } }, { headers });
+      await co.deleteCohort({ name: night.name }, { headers });
+
+      // A campaign with a move (detached by force) and a metric (deleted by force).
+      const move = await mo.createMove({ move: { displayName: "Referral push", campaign: autumn.name } }, { headers });
+      const metric = await me.createMetric({ metric: { displayName: "ctr", subject: autumn.name, value: 2.5 } }, { headers });
+      const kept = await me.createMetric({ metric: { displayName: "ctr", subject: spring.name, value: 1 } }, { headers });
+      const both = await ca.deleteCampaign({ name: autumn.name }, { headers }).catch((e: unknown) => ConnectError.from(e));
+      expect((both as ConnectError).code).toBe(Code.FailedPrecondition);
+      expect((both as ConnectError).rawMessage).toMatch(/moves and metrics.*remove it from those moves and delete those metrics with it/);
+      await ca.deleteCampaign({ name: autumn.name, force: true }, { headers });
+      const detached = await mo.getMove({ name: move.name }, { headers });
+      expect(detached.campaign).toBe("");
+      expect(detached.updateTime).toBeDefined();
+      expect((await me.getMetric({ name: metric.name }, { headers }).catch((e: unknown) => ConnectError.from(e)) as ConnectError).code).toBe(Code.NotFound);
+      expect((await me.getMetric({ name: kept.name }, { headers })).subject).toBe(spring.name);
+    });
+
+    withStores("Create ignores output-only fields; Update cannot change them", async (storeOf) => {
+      const transport = createRouterTransport(({ service }) => service(CohortService, createResourceServiceImpl(CohortService, storeOf(CohortSchema))));
+      const client = createClient(CohortService, transport);
+      const made = await client.createCohort({ cohort: { displayName: "Forged", origin: { agent: "agents/icp_builder", provider: "openai" } } });
+      expect(made.origin).toBeUndefined();
+      const bad = await client.updateCohort({ cohort: { name: made.name, origin: { agent: "agents/x" } }, updateMask: { paths: ["origin"] } }).catch((e: unknown) => ConnectError.from(e));
+      expect((bad as ConnectError).code).toBe(Code.InvalidArgument);
+    });
+
     test("lists newest first, page by page", async (s) => {
       const org = `pages-${uuidv7().slice(-8)}`;
       const made: string[] = [];
@@ -121,16 +216,16 @@ function recordStoreContract(name: string, open: () => Promise<{ store: RecordSt
   });
 }
 
-recordStoreContract("in-process", async () => ({ store: createMemoryStore(CohortSchema), cleanup: async () => {} }));
+recordStoreContract("in-process", async () => ({ storeOf: (schema) => createMemoryStore(schema), cleanup: async () => {} }));
 
-const pgStore = (db: Database) => ({ store: createPgRecordStore(db, CohortSchema, "cohorts"), cleanup: () => db.close() });
+const pgStore = (db: Database): Opened => ({ storeOf: (schema) => createPgRecordStore(db, schema, collectionOf(schema)), cleanup: () => db.close() });
 
 recordStoreContract("embedded PostgreSQL (PGlite)", async () => {
   const dir = mkdtempSync(join(tmpdir(), "raptorflow-records-"));
   const db = await openRecords({ RAPTORFLOW_DATA_DIR: dir, DATABASE_URL: "" });
   await db.migrate();
-  const { store, cleanup } = pgStore(db);
-  return { store, cleanup: async () => (await cleanup(), rmSync(dir, { recursive: true, force: true })) };
+  const { storeOf, cleanup } = pgStore(db);
+  return { storeOf, cleanup: async () => (await cleanup(), rmSync(dir, { recursive: true, force: true })) };
 });
 
 recordStoreContract("PostgreSQL server", async () => {
@@ -138,6 +233,6 @@ recordStoreContract("PostgreSQL server", async () => {
   const scratch = await createScratchDatabase();
   const db = await openRecords({ DATABASE_URL: scratch.url });
   await db.migrate();
-  const { store, cleanup } = pgStore(db);
-  return { store, cleanup: async () => (await cleanup(), await scratch.drop()) };
+  const { storeOf, cleanup } = pgStore(db);
+  return { storeOf, cleanup: async () => (await cleanup(), await scratch.drop()) };
 });

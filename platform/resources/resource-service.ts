@@ -1,10 +1,15 @@
-import { clone, getOption, hasOption, isFieldSet, type DescField, type DescMessage, type DescService, type MessageShape } from "@bufbuild/protobuf";
+import { clearField, clone, getOption, hasOption, isFieldSet, type DescField, type DescMessage, type DescService, type MessageShape } from "@bufbuild/protobuf";
 import { timestampNow, type FieldMask } from "@bufbuild/protobuf/wkt";
 import { Code, ConnectError, type HandlerContext, type ServiceImpl } from "@connectrpc/connect";
 import { uuidv7 } from "uuidv7";
+import { FieldBehavior, field_behavior } from "../../gen/google/api/field_behavior_pb.js";
 import { resource } from "../../gen/google/api/resource_pb.js";
-import { idempotencyOf, keyReused, organizationOf, type Idempotency } from "../../mesh/call-context.js";
+import { ErrorInfoSchema, PreconditionFailureSchema } from "../../gen/google/rpc/error_details_pb.js";
+import { callerOrganization, idempotencyOf, keyReused, type Idempotency } from "../../mesh/call-context.js";
 import { decodePageToken, encodePageToken } from "../pagination.js";
+import { filterTerms, matchesTerms, type RecordFilter } from "./record-filter.js";
+
+export type { RecordFilter } from "./record-filter.js";
 
 /**
  * RecordStore keeps the records of one collection, every operation scoped to
@@ -26,14 +31,12 @@ export interface RecordStore<M> {
   /** delete removes; false when absent. */
   delete(org: string, name: string): Promise<boolean>;
   /**
-   * list returns a page of records, newest first; `where` keeps only records
-   * whose string fields (by proto name) equal the given values.
+   * list returns a page of records, newest first; `where` keeps only the
+   * records whose string fields (by proto path, `campaign` or `origin.run`)
+   * equal the given values or, for repeated fields, contain them.
    */
   list(org: string, pageSize: number, pageToken: string, where?: RecordFilter): Promise<{ records: M[]; nextPageToken: string }>;
 }
-
-/** RecordFilter is field equality on a record's singular string fields, by proto field name (`campaign`). */
-export type RecordFilter = Readonly<Record<string, string>>;
 
 /** createMemoryStore keeps records in a Map, copying on the way in and out so callers cannot change stored records. */
 export function createMemoryStore<S extends DescMessage>(schema: S): RecordStore<MessageShape<S>> {
@@ -66,14 +69,10 @@ export function createMemoryStore<S extends DescMessage>(schema: S): RecordStore
     },
     async list(org, pageSize, pageToken, where = {}) {
       const after = decodePageToken(pageToken);
-      const matches = Object.entries(where).map(([name, value]) => {
-        const f = schema.fields.find((x) => x.name === name);
-        if (!f) throw new Error(`${schema.typeName} has no field "${name}"`);
-        return (r: MessageShape<S>) => (r as unknown as Record<string, unknown>)[f.localName] === value;
-      });
+      const terms = filterTerms(schema, where);
       // Names end in UUIDv7 ids: descending name order is newest first.
       const all = [...m.entries()]
-        .filter(([n, v]) => v.org === org && (after === undefined || n.slice(n.indexOf("/") + 1) < after) && matches.every((ok) => ok(v.record)))
+        .filter(([n, v]) => v.org === org && (after === undefined || n.slice(n.indexOf("/") + 1) < after) && matchesTerms(v.record, terms))
         .sort(([a], [b]) => (a < b ? 1 : -1))
         .map(([, v]) => v.record);
       const page = all.slice(0, pageSize);
@@ -88,17 +87,26 @@ export function createMemoryStore<S extends DescMessage>(schema: S): RecordStore
 
 /**
  * Dependant is a collection whose records refer to this collection's records
- * by a string field (V2 assets name their `campaign`). A Delete of a record
- * with dependants fails with FAILED_PRECONDITION unless the request sets
- * `force`, which deletes the dependants first (AIP-135).
+ * by a string field: singular (V2 assets name their `campaign`) or repeated
+ * (V1 campaigns list their `cohorts`). A Delete of a record that dependants
+ * still refer to fails with FAILED_PRECONDITION unless the request sets
+ * `force`, which then deletes those dependants or detaches them (clears the
+ * field, or takes the name out of the list), as `onForce` says.
  */
 export interface Dependant {
-  /** collection names the dependants in messages, for example `assets`. */
-  readonly collection: string;
+  /** schema is the dependants' message; their collection comes from its resource pattern. */
+  readonly schema: DescMessage;
   /** store keeps them. */
   readonly store: RecordStore<MessageShape<DescMessage>>;
-  /** field is the proto name of their reference field, for example `campaign`. */
+  /** field is the proto name of their reference field, for example `campaign` or `cohorts`. */
   readonly field: string;
+  /**
+   * onForce is what `force` does to them: `delete` them (AIP-135's cascade;
+   * the default for a singular field) or `detach` them, keeping them without
+   * the reference (the default for a repeated field). A cascade does not
+   * recurse: dependants deleted by force must have no dependants of their own.
+   */
+  readonly onForce?: "delete" | "detach";
 }
 
 /** ResourceServiceOptions tune the standard methods of one resource service. */
@@ -107,9 +115,71 @@ export interface ResourceServiceOptions {
   readonly dependants?: readonly Dependant[];
 }
 
-const serverFields = new Set(["name", "create_time", "update_time"]);
+/** outputOnly tells whether clients may not set a field: the name, the times, anything marked OUTPUT_ONLY or IDENTIFIER. */
+function outputOnly(f: DescField): boolean {
+  if (f.name === "name" || f.name === "create_time" || f.name === "update_time") return true;
+  const behaviours = hasOption(f, field_behavior) ? getOption(f, field_behavior) : [];
+  return behaviours.includes(FieldBehavior.OUTPUT_ONLY) || behaviours.includes(FieldBehavior.IDENTIFIER);
+}
+
+/** ResolvedDependant is a Dependant checked against its descriptor, ready for Delete. */
+interface ResolvedDependant {
+  readonly collection: string;
+  readonly store: RecordStore<MessageShape<DescMessage>>;
+  readonly field: DescField;
+  readonly onForce: "delete" | "detach";
+}
+
+/** resolveDependant checks a Dependant at start-up: its field must be a top-level string field, single or repeated, that stores can filter by. */
+function resolveDependant(d: Dependant): ResolvedDependant {
+  const [{ path }] = filterTerms(d.schema, { [d.field]: "" });
+  if (path.length !== 1) throw new Error(`${d.schema.typeName}.${d.field}: a reference to a record must be a top-level field`);
+  const field = path[0];
+  return { collection: collectionOf(d.schema), store: d.store, field, onForce: d.onForce ?? (field.fieldKind === "list" ? "detach" : "delete") };
+}
+
+/** hasDependantsError is the FAILED_PRECONDITION of a Delete without force, naming what refers to the record and what force would do. */
+function hasDependantsError(name: string, blocking: readonly ResolvedDependant[]): ConnectError {
+  const list = (ds: readonly ResolvedDependant[]) => ds.map((d) => d.collection).join(" and ");
+  const detached = blocking.filter((d) => d.onForce === "detach");
+  const deleted = blocking.filter((d) => d.onForce === "delete");
+  const force = [detached.length ? `remove it from those ${list(detached)}` : "", deleted.length ? `delete those ${list(deleted)} with it` : ""].filter(Boolean).join(" and ");
+  return new ConnectError(`${name} is still referred to by ${list(blocking)}; remove those references first, or set force to ${force}`, Code.FailedPrecondition, undefined, [
+    {
+      desc: ErrorInfoSchema,
+      value: { reason: "RESOURCE_HAS_DEPENDANTS", domain: "raptorflow.ai", metadata: { resource: name, dependants: blocking.map((d) => d.collection).join(",") } },
+    },
+    {
+      desc: PreconditionFailureSchema,
+      value: {
+        violations: blocking.map((d) => ({
+          type: "DEPENDANTS",
+          subject: name,
+          description: `${d.collection} refer to it by ${d.field.name}; force would ${d.onForce === "delete" ? "delete them" : "remove it from them"}`,
+        })),
+      },
+    },
+  ]);
+}
 
 type AnyRecord = Record<string, unknown> & { name: string };
+
+/** release deletes or detaches every dependant record that refers to `name`, page by page from the start: each page no longer matches once handled. */
+async function release(org: string, d: ResolvedDependant, name: string): Promise<void> {
+  const where = { [d.field.name]: name };
+  for (let page = await d.store.list(org, 100, "", where); page.records.length > 0; page = await d.store.list(org, 100, "", where)) {
+    for (const r of page.records as unknown as AnyRecord[]) {
+      if (d.onForce === "delete") {
+        await d.store.delete(org, r.name);
+        continue;
+      }
+      if (d.field.fieldKind === "list") r[d.field.localName] = (r[d.field.localName] as string[]).filter((x) => x !== name);
+      else clearField(r as unknown as MessageShape<DescMessage>, d.field);
+      r.updateTime = timestampNow();
+      await d.store.put(org, r as unknown as MessageShape<DescMessage>);
+    }
+  }
+}
 
 /**
  * createResourceServiceImpl implements the AIP standard methods (Create, Get,
@@ -124,6 +194,7 @@ export function createResourceServiceImpl<S extends DescService>(
   options: ResourceServiceOptions = {},
 ): ServiceImpl<S> {
   const impl: Record<string, (req: never, ctx: HandlerContext) => unknown> = {};
+  const dependants = (options.dependants ?? []).map(resolveDependant);
   for (const method of service.methods) {
     const verb = /^(Create|Get|List|Update|Delete)/.exec(method.name)?.[1];
     const input = method.input;
@@ -131,18 +202,21 @@ export function createResourceServiceImpl<S extends DescService>(
       case "Create": {
         const field = messageField(input);
         const collection = collectionOf(field.message);
+        const serverSet = field.message.fields.filter(outputOnly);
         impl[method.localName] = async (req: Record<string, unknown>, ctx: HandlerContext) => {
           const record = clone(field.message, req[field.localName] as MessageShape<DescMessage>) as unknown as AnyRecord;
+          // AIP-203: what clients send in output-only fields (an `origin` …) is ignored.
+          for (const f of serverSet) clearField(record as unknown as MessageShape<DescMessage>, f);
           const now = timestampNow();
           Object.assign(record, { name: `${collection}/${uuidv7()}`, createTime: now, updateTime: now });
           // A retried create with the same Idempotency-Key gets the record the first one made.
           const idem = idempotencyOf(input, req as MessageShape<DescMessage>, ctx.requestHeader);
-          return (await store.create(organizationOf(ctx.requestHeader), record as unknown as MessageShape<DescMessage>, idem)).record;
+          return (await store.create(callerOrganization(ctx), record as unknown as MessageShape<DescMessage>, idem)).record;
         };
         break;
       }
       case "Get":
-        impl[method.localName] = (req: { name: string }, ctx: HandlerContext) => must(store, organizationOf(ctx.requestHeader), req.name);
+        impl[method.localName] = (req: { name: string }, ctx: HandlerContext) => must(store, callerOrganization(ctx), req.name);
         break;
       case "List": {
         const plural = method.output.fields.find((f) => f.fieldKind === "list")!;
@@ -153,16 +227,16 @@ export function createResourceServiceImpl<S extends DescService>(
         );
         impl[method.localName] = async (req: Record<string, unknown> & { pageSize: number; pageToken: string }, ctx: HandlerContext) => {
           const where = Object.fromEntries(filters.filter((f) => req[f.localName] !== "").map((f) => [f.name, req[f.localName] as string]));
-          const { records, nextPageToken } = await store.list(organizationOf(ctx.requestHeader), req.pageSize || 50, req.pageToken, where);
+          const { records, nextPageToken } = await store.list(callerOrganization(ctx), req.pageSize || 50, req.pageToken, where);
           return { [plural.localName]: records, nextPageToken };
         };
         break;
       }
       case "Update": {
         const field = messageField(input);
-        const mutable = field.message.fields.filter((f) => !serverFields.has(f.name));
+        const mutable = field.message.fields.filter((f) => !outputOnly(f));
         impl[method.localName] = async (req: Record<string, unknown>, ctx: HandlerContext) => {
-          const org = organizationOf(ctx.requestHeader);
+          const org = callerOrganization(ctx);
           const patch = req[field.localName] as MessageShape<DescMessage> & AnyRecord;
           const record = (await must(store, org, patch.name)) as unknown as AnyRecord;
           const mask = req.updateMask as FieldMask | undefined;
@@ -180,21 +254,20 @@ export function createResourceServiceImpl<S extends DescService>(
         break;
       }
       case "Delete":
+        if (dependants.length > 0 && !input.fields.some((f) => f.name === "force")) {
+          throw new Error(`${input.typeName} needs a \`force\` field: ${service.typeName} has dependants`);
+        }
         impl[method.localName] = async (req: { name: string; force?: boolean }, ctx: HandlerContext) => {
-          const org = organizationOf(ctx.requestHeader);
+          const org = callerOrganization(ctx);
           await must(store, org, req.name);
-          for (const d of options.dependants ?? []) {
-            const where = { [d.field]: req.name };
-            if (!req.force) {
-              if ((await d.store.list(org, 1, "", where)).records.length > 0) {
-                throw new ConnectError(`${req.name} still has ${d.collection}; delete them first, or set force to delete them with it`, Code.FailedPrecondition);
-              }
-              continue;
+          if (!req.force) {
+            const blocking: ResolvedDependant[] = [];
+            for (const d of dependants) {
+              if ((await d.store.list(org, 1, "", { [d.field.name]: req.name })).records.length > 0) blocking.push(d);
             }
-            // Delete page by page from the start: each page is gone before the next is read.
-            for (let page = await d.store.list(org, 100, "", where); page.records.length > 0; page = await d.store.list(org, 100, "", where)) {
-              for (const r of page.records) await d.store.delete(org, (r as unknown as { name: string }).name);
-            }
+            if (blocking.length > 0) throw hasDependantsError(req.name, blocking);
+          } else {
+            for (const d of dependants) await release(org, d, req.name);
           }
           if (!(await store.delete(org, req.name))) throw notFound(req.name);
           return {};

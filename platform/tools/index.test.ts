@@ -3,13 +3,14 @@ import { describe, expect, it } from "vitest";
 import * as tools from "./index.js";
 
 describe("numericTools", () => {
-  it("exports the five tools under the names the agent catalogs use", () => {
+  it("exports the six tools under the names the agent catalogs use", () => {
     expect(tools.numericTools.map((t) => t.name)).toEqual([
       "forecast_series",
       "attribution",
       "experiment_stats",
       "budget_allocation",
       "kpi_calculator",
+      "plan_schedule",
     ]);
     for (const t of tools.numericTools) expect(t.description.length).toBeGreaterThan(50);
   });
@@ -29,6 +30,7 @@ describe("numericTools", () => {
       experiment_stats: { sampleSize: { baselineRate: 0.1, minimumDetectableEffect: 0.1 } },
       budget_allocation: { totalBudget: 10, channels: [{ name: "a", curve: { type: "power", a: 1, k: 0.5 } }] },
       kpi_calculator: { calculations: [{ metric: "roas", revenue: 10, adSpend: 4 }] },
+      plan_schedule: { timelineWeeks: 4, phases: [{ phase: "prepare" }, { phase: "launch" }] },
     };
     for (const t of tools.numericTools) {
       const out = await (t as { invoke(i: unknown): Promise<unknown> }).invoke(inputs[t.name]);
@@ -55,6 +57,7 @@ describe("numericTools", () => {
       "roas",
       "roi",
       "conversionRate",
+      "schedulePlan",
     ]) {
       expect(typeof (tools as Record<string, unknown>)[name], name).toBe("function");
     }

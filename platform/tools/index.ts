@@ -3,6 +3,7 @@ import { budgetTool } from "./budget.js";
 import { experimentTool } from "./experiment.js";
 import { forecastTool } from "./forecast.js";
 import { kpiTool } from "./kpi.js";
+import { scheduleTool } from "./schedule.js";
 
 export {
   ATTRIBUTION_MODELS,
@@ -77,12 +78,22 @@ export {
   roas,
   roi,
 } from "./kpi.js";
+export {
+  type ScheduleInput,
+  type ScheduleResult,
+  type ScheduledPhase,
+  type ScheduledWeek,
+  scheduleInputSchema,
+  schedulePlan,
+  scheduleTool,
+} from "./schedule.js";
 export { ToolInputError, parseToolInput } from "./validate.js";
 
 /**
  * numericTools are the deterministic numeric LangChain tools agents call
  * instead of doing arithmetic in the model: `forecast_series`, `attribution`,
- * `experiment_stats`, `budget_allocation` and `kpi_calculator` (the names used
- * in the agent catalogs). Each returns a JSON string.
+ * `experiment_stats`, `budget_allocation`, `kpi_calculator` and
+ * `plan_schedule` (the names used in the agent catalogs). Each returns a JSON
+ * string.
  */
-export const numericTools = [forecastTool, attributionTool, experimentTool, budgetTool, kpiTool] as const;
+export const numericTools = [forecastTool, attributionTool, experimentTool, budgetTool, kpiTool, scheduleTool] as const;

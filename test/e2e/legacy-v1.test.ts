@@ -1,7 +1,8 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { startTestMesh, type TestMesh } from "../support/mesh.js";
 
-// The legacy V1 REST routes, called as an old client would, through the real mesh.
+// The legacy V1 REST routes, called as an old client would (plain fetch, JSON bodies), through the real
+// mesh: gateway -> v1-agents (and the orchestrator for runs). docs/legacy-v1.md lists what is tested here.
 let mesh: TestMesh;
 beforeAll(async () => {
   mesh = await startTestMesh();
@@ -79,5 +80,110 @@ describe("legacy actions", () => {
     expect(res.json.results.map((r: { agent: string }) => r.agent)).toEqual(["agents/trend_scraper", "agents/competitor_surface"]);
     expect(Object.keys(res.json.trends).length).toBeGreaterThan(0);
     expect(Object.keys(res.json.competitors).length).toBeGreaterThan(0);
+  });
+});
+
+describe("old clients' JSON", () => {
+  it("bodies with the proto field names (snake_case) are accepted as the lowerCamelCase ones", async () => {
+    const created = await call("POST", "/api/icps", { display_name: "Snake-case client", company_size: "10-50", pain_points: ["churn"] });
+    expect(created.status).toBe(200);
+    expect(created.json).toMatchObject({ displayName: "Snake-case client", companySize: "10-50", painPoints: ["churn"] });
+    // A field mask is written as proto3 JSON writes it: lowerCamelCase paths.
+    const patched = await call("PATCH", `/api/${created.json.name}?update_mask=companySize`, { company_size: "50-200" });
+    expect(patched.json.companySize).toBe("50-200");
+    const snakeMask = await call("PATCH", `/api/${created.json.name}?updateMask=company_size`, { company_size: "1-10" });
+    expect(snakeMask.status).toBe(400);
+    expect(snakeMask.json.message).toContain("update_mask");
+  });
+
+  it("a field the contract does not have is a 400 naming it (the original backend ignored it)", async () => {
+    const res = await call("POST", "/api/cohorts", { displayName: "With an id", id: "42" });
+    expect(res.status).toBe(400);
+    expect(res.json.message).toContain("id");
+  });
+
+  it("an output-only field a client sends is ignored, never stored", async () => {
+    const res = await call("POST", "/api/icps", { displayName: "Forged origin", origin: { agent: "agents/icp_builder", provider: "openai" } });
+    expect(res.status).toBe(200);
+    expect(res.json.origin).toBeUndefined();
+  });
+});
+
+describe("list filters and deletes with dependants", () => {
+  it("a cohort targeted by a campaign is not deleted (400 FAILED_PRECONDITION) unless forced; force takes it out of the campaign", async () => {
+    const cohort = (await call("POST", "/api/cohorts", { displayName: "Targeted" })).json;
+    const other = (await call("POST", "/api/cohorts", { displayName: "Also targeted" })).json;
+    const campaign = (await call("POST", "/api/campaigns", { displayName: "Uses cohorts", cohorts: [cohort.name, other.name] })).json;
+    const refused = await call("DELETE", `/api/${cohort.name}`);
+    expect(refused.status).toBe(400);
+    expect(refused.json.code).toBe(9); // FAILED_PRECONDITION
+    expect(refused.json.message).toContain("campaigns");
+    expect(refused.json.details.map((d: { "@type": string }) => d["@type"])).toEqual(["type.googleapis.com/google.rpc.ErrorInfo", "type.googleapis.com/google.rpc.PreconditionFailure"]);
+    expect((await call("DELETE", `/api/${cohort.name}?force=true`)).status).toBe(200);
+    expect((await call("GET", `/api/${campaign.name}`)).json.cohorts).toEqual([other.name]);
+  });
+
+  it("a campaign with moves and metrics: force keeps the moves (without the campaign) and deletes the metrics; lists filter by reference", async () => {
+    const campaign = (await call("POST", "/api/campaigns", { displayName: "Has parts" })).json;
+    const move = (await call("POST", "/api/moves", { displayName: "Part", campaign: campaign.name })).json;
+    const metric = (await call("POST", "/api/metrics", { displayName: "ctr", subject: campaign.name, value: 1.5 })).json;
+    expect((await call("GET", `/api/moves?campaign=${campaign.name}`)).json.moves.map((m: { name: string }) => m.name)).toEqual([move.name]);
+    expect((await call("GET", `/api/metrics?subject=${campaign.name}`)).json.metrics.map((m: { name: string }) => m.name)).toEqual([metric.name]);
+    expect((await call("DELETE", `/v1/${campaign.name}`)).status).toBe(400);
+    expect((await call("DELETE", `/v1/${campaign.name}?force=true`)).status).toBe(200);
+    expect((await call("GET", `/api/${move.name}`)).json.campaign).toBeUndefined();
+    expect((await call("GET", `/api/${metric.name}`)).status).toBe(404);
+  });
+});
+
+describe("V1 agent results as records", () => {
+  it("a run through the whole mesh keeps the agent's answer as a record, readable on the legacy route, with its origin", async () => {
+    const run = await call("POST", "/v3/runs", { input: "Build our ideal customer profile", agents: ["agents/icp_builder"], checks: "CHECKS_OFF" });
+    expect(run.status).toBe(201);
+    expect(run.json.state).toBe("STATE_SUCCEEDED");
+    const [name] = run.json.steps[0].result.records;
+    expect(name).toMatch(/^icps\/[0-9a-f-]{36}$/);
+    const icp = await call("GET", `/api/${name}`);
+    expect(icp.status).toBe(200);
+    expect(icp.json.origin).toMatchObject({ agent: "agents/icp_builder", run: run.json.name, provider: "offline" });
+    expect(icp.json.attributes.icp).toBeDefined();
+  });
+
+  it("POST /api/enrich and /api/radar keep their results; the records are on their /v1 routes", async () => {
+    const enriched = await call("POST", "/api/enrich", { domain: "globex.com" });
+    const [profile] = enriched.json.result.records;
+    const insight = await call("GET", `/v1/${profile}`);
+    expect(insight.json).toMatchObject({ kind: "company_profile", origin: { agent: "agents/company_enrich" } });
+    const radar = await call("POST", "/api/radar", { topic: "Retail media networks" });
+    const [trends, surface] = radar.json.results.map((r: { records: string[] }) => r.records[0]);
+    expect((await call("GET", `/v1/${trends}`)).json.kind).toBe("trend_report");
+    expect((await call("GET", `/v1/${surface}`)).json.market).toBe("Retail media networks");
+    expect((await call("GET", "/v1/insights?kind=trend_report&pageSize=100")).json.insights.map((i: { name: string }) => i.name)).toContain(trends);
+  });
+
+  const added = [
+    { collection: "competitorSurfaces", create: { displayName: "Analytics rivals", market: "retail analytics", competitors: ["Looker"] }, change: { market: "grocery analytics" } },
+    { collection: "strategyProfiles", create: { displayName: "Land and expand", statement: "Win mid-market grocers" }, change: { winningAspiration: "Default choice for grocers" } },
+    { collection: "positionings", create: { displayName: "Analytics for grocers", targetCustomer: "grocers", marketCategory: "retail analytics" }, change: { value: "fewer stock-outs" } },
+    { collection: "jtbdMaps", create: { displayName: "Restock on time", coreJob: "Know what to reorder" }, change: { customerSegment: "store managers" } },
+    { collection: "monetizationModels", create: { displayName: "Seat pricing", pricingTiers: [{ name: "Starter", priceLow: 19, priceHigh: 19, currency: "USD" }] }, change: { unitEconomics: { cacUsd: 300 } } },
+    { collection: "plans", create: { displayName: "Spring launch", timelineWeeks: 12, weeks: [{ week: 1, phase: "prepare", objectives: ["brief"] }] }, change: { launchWeek: 5 } },
+    { collection: "insights", create: { displayName: "Notes", kind: "trend_report", subject: "retail" }, change: { subject: "grocery" } },
+  ];
+
+  describe.each(added)("/v1/$collection (new: no /api route)", ({ collection, create, change }) => {
+    it("create, get, list, update with a mask, delete", async () => {
+      const created = await call("POST", `/v1/${collection}`, create);
+      expect(created.status).toBe(200);
+      expect(created.json).toMatchObject(create);
+      expect((await call("GET", `/v1/${created.json.name}`)).json).toEqual(created.json);
+      expect((await call("GET", `/v1/${collection}?pageSize=100`)).json[collection].map((r: { name: string }) => r.name)).toContain(created.json.name);
+      const field = Object.keys(change)[0];
+      const updated = await call("PATCH", `/v1/${created.json.name}?updateMask=${field}`, { ...change, displayName: "not in the mask" });
+      expect(updated.json).toMatchObject({ ...change, displayName: create.displayName });
+      expect((await call("DELETE", `/v1/${created.json.name}`)).status).toBe(200);
+      expect((await call("GET", `/v1/${created.json.name}`)).status).toBe(404);
+      expect((await call("GET", `/api/${collection}`)).status).toBe(404);
+    });
   });
 });
