@@ -11,20 +11,25 @@ import {
   Run_State,
   RunSchema,
   RunStepSchema,
+  Target,
   type CreateRunRequest,
+  type ExplainRouteRequest,
+  type RouteDecision,
   type Run,
   type RunEvent,
   RunEventSchema,
   RouteDecisionSchema,
 } from "../../gen/raptorflow/v3/orchestrator_pb.js";
 import { paginate } from "../../platform/pagination.js";
-import { forwardHeaders, idempotencyOf, organizationOf, type Idempotency } from "../../mesh/call-context.js";
+import { callerOrganization, forwardCall, idempotencyOf, type Idempotency } from "../../mesh/call-context.js";
 import type { Router } from "./router.js";
 import type { RunStore } from "./run-store.js";
 import type { SharedContext } from "./shared-context.js";
 import { needsRewrite, rewriteStep, withQualityGate } from "./quality-gate.js";
 import { planFrom, plannerAgent, plannerStep, wantsPlanner } from "./v2-planner.js";
 import type { RunEvents } from "./run-events.js";
+import type { RunTelemetry } from "./run-telemetry.js";
+import { context as traceContext } from "@opentelemetry/api";
 
 /**
  * runIdempotency is a CreateRun's idempotency: the `idempotency-key`
@@ -71,6 +76,8 @@ export interface OrchestratorDeps {
   readonly context: SharedContext;
   /** events carries run events to watchers on any instance. */
   readonly events: RunEvents;
+  /** telemetry traces and counts runs, steps and routes, and remembers them for the status; none when undefined. */
+  readonly telemetry?: RunTelemetry;
 }
 
 type RunEventInit = MessageInitShape<typeof RunEventSchema>;
@@ -90,13 +97,28 @@ export function createOrchestratorImpl(deps: OrchestratorDeps): ServiceImpl<type
     return routerFor.router;
   };
 
-  async function* execute(req: CreateRunRequest, ctx: HandlerContext, streaming: boolean): AsyncGenerator<RunEventInit> {
-    const org = organizationOf(ctx.requestHeader);
-    const catalog = await deps.catalog();
-    const routed = (await router()).route(req);
+  /**
+   * decide is the route of a request, as ExplainRoute shows it and a run
+   * takes it: the router's decision (with what it learned from the
+   * organization's feedback), the planning step for a complex V2 request,
+   * the checks, and the cost of the whole plan.
+   */
+  const decide = async (req: ExplainRouteRequest | CreateRunRequest, org: string): Promise<RouteDecision> => {
+    const r = await router();
+    const routeReq = { input: req.input, mode: req.mode, agents: req.agents, organization: org };
+    let routed = r.route(routeReq);
+    if (r.refine) routed = await r.refine(routeReq, routed);
     // A complex V2 request is planned by V2's orchestration agent first.
     if (wantsPlanner(req, routed)) routed.steps.unshift(plannerStep());
-    const decision = withQualityGate(routed, req.checks, catalog);
+    const decision = withQualityGate(routed, req.checks, await deps.catalog());
+    if (r.estimateCost) decision.estimatedCostUsd = r.estimateCost(decision, req.input);
+    return decision;
+  };
+
+  async function* execute(req: CreateRunRequest, ctx: HandlerContext, streaming: boolean): AsyncGenerator<RunEventInit> {
+    const org = callerOrganization(ctx);
+    const catalog = await deps.catalog();
+    const decision = await decide(req, org);
     const now = timestampNow();
     const accepted: Run = create(RunSchema, {
       name: `runs/${uuidv7()}`,
@@ -115,6 +137,8 @@ export function createOrchestratorImpl(deps: OrchestratorDeps): ServiceImpl<type
       yield { event: { case: "run", value: run } };
       return;
     }
+    const startedMs = performance.now();
+    deps.telemetry?.routed(decision);
     run.state = Run_State.RUNNING;
     await deps.store.save(org, run);
     // Every event of an accepted run also goes to its watchers, on any instance.
@@ -125,7 +149,7 @@ export function createOrchestratorImpl(deps: OrchestratorDeps): ServiceImpl<type
     };
     yield await emit({ event: { case: "routed", value: decision } });
     let context: JsonObject = {};
-    const headers = forwardHeaders(ctx.requestHeader);
+    const headers = forwardCall(ctx);
     try {
       // A for-of over the live array: a failed quality rating appends rewrite_fixer while the run goes on.
       for (const planned of decision.steps) {
@@ -146,9 +170,12 @@ export function createOrchestratorImpl(deps: OrchestratorDeps): ServiceImpl<type
         };
         // The caller's deadline and cancellation travel to every hop.
         const callOptions = { signal: ctx.signal, timeoutMs: ctx.timeoutMs(), headers };
+        // Each step is a span; the call to the agent service is its child.
+        const traced = deps.telemetry?.startStep(planned, run.steps.length - 1);
+        const inStep = <T>(fn: () => T): T => (traced ? traceContext.with(traced.context, fn) : fn());
         try {
           if (streaming) {
-            for await (const ev of client.streamAgent(agentReq, callOptions)) {
+            for await (const ev of inStep(() => client.streamAgent(agentReq, callOptions))) {
               if (ev.event.case === "delta") {
                 yield await emit({ event: { case: "partialOutput", value: { agent: planned.agent, delta: ev.event.value } } });
               } else if (ev.event.case === "result") {
@@ -157,7 +184,7 @@ export function createOrchestratorImpl(deps: OrchestratorDeps): ServiceImpl<type
             }
             if (!step.result) throw new ConnectError(`${planned.agent} ended its stream without a result`, Code.Internal);
           } else {
-            step.result = await client.runAgent(agentReq, callOptions);
+            step.result = await inStep(() => client.runAgent(agentReq, callOptions));
           }
           step.state = Run_State.SUCCEEDED;
         } catch (e) {
@@ -168,6 +195,7 @@ export function createOrchestratorImpl(deps: OrchestratorDeps): ServiceImpl<type
         } finally {
           step.endTime = timestampNow();
           run.updateTime = step.endTime;
+          traced?.end(step);
         }
         const result = step.result;
         const key = planned.agent.slice("agents/".length);
@@ -224,6 +252,7 @@ export function createOrchestratorImpl(deps: OrchestratorDeps): ServiceImpl<type
     }
     run.updateTime = timestampNow();
     await deps.store.save(org, run);
+    deps.telemetry?.finished(org, run, startedMs);
     yield await emit({ event: { case: "run", value: run } });
   }
 
@@ -247,7 +276,7 @@ export function createOrchestratorImpl(deps: OrchestratorDeps): ServiceImpl<type
       return execute(req, ctx, true);
     },
     async *watchRun(req, ctx) {
-      const org = organizationOf(ctx.requestHeader);
+      const org = callerOrganization(ctx);
       // Subscribe before reading the run, so no event falls between the two.
       const queue: RunEvent[] = [];
       let wake: (() => void) | undefined;
@@ -278,9 +307,9 @@ export function createOrchestratorImpl(deps: OrchestratorDeps): ServiceImpl<type
         await stop();
       }
     },
-    getRun: (req, ctx) => mustGet(organizationOf(ctx.requestHeader), req.name),
+    getRun: (req, ctx) => mustGet(callerOrganization(ctx), req.name),
     async getRunStatus(req, ctx) {
-      const run = await mustGet(organizationOf(ctx.requestHeader), `runs/${req.runId}`);
+      const run = await mustGet(callerOrganization(ctx), `runs/${req.runId}`);
       return {
         runId: req.runId,
         name: run.name,
@@ -293,7 +322,7 @@ export function createOrchestratorImpl(deps: OrchestratorDeps): ServiceImpl<type
       };
     },
     async getRunResult(req, ctx) {
-      const run = await mustGet(organizationOf(ctx.requestHeader), `runs/${req.runId}`);
+      const run = await mustGet(callerOrganization(ctx), `runs/${req.runId}`);
       return {
         runId: req.runId,
         name: run.name,
@@ -337,25 +366,24 @@ export function createOrchestratorImpl(deps: OrchestratorDeps): ServiceImpl<type
       return { runs };
     },
     async createFeedback(req, ctx) {
-      const org = organizationOf(ctx.requestHeader);
-      await mustGet(org, req.parent);
+      const org = callerOrganization(ctx);
+      const run = await mustGet(org, req.parent);
       const feedback = create(FeedbackSchema, {
         rating: req.feedback?.rating,
         comment: req.feedback?.comment,
+        correctTarget: req.feedback?.correctTarget,
         name: `${req.parent}/feedback/${uuidv7()}`,
         createTime: timestampNow(),
       });
       await deps.store.addFeedback(org, feedback);
+      // Feedback naming the right target teaches the router at once; at start-up it is replayed from the store.
+      if (feedback.correctTarget !== Target.UNSPECIFIED) (await router()).learn?.({ organization: org, input: run.input, target: feedback.correctTarget });
       return feedback;
     },
     async listRuns(req, ctx) {
-      return deps.store.list(organizationOf(ctx.requestHeader), req.pageSize || 50, req.pageToken);
+      return deps.store.list(callerOrganization(ctx), req.pageSize || 50, req.pageToken);
     },
-    async explainRoute(req) {
-      const routed = (await router()).route(req);
-      if (wantsPlanner(req, routed)) routed.steps.unshift(plannerStep());
-      return withQualityGate(routed, req.checks, await deps.catalog());
-    },
+    explainRoute: (req, ctx) => decide(req, callerOrganization(ctx)),
     async listAgents(req) {
       const agents = (await deps.catalog()).filter(
         (a) =>

@@ -18,14 +18,32 @@ export interface RouteRequest {
   readonly mode: RouteMode;
   /** agents name the plan explicitly, for example `agents/icp_builder`. */
   readonly agents: readonly string[];
+  /** organization selects what the router learned from that organization's feedback; none when absent. */
+  readonly organization?: string;
+}
+
+/** RouteFeedback is feedback naming the target a run's request should have taken. */
+export interface RouteFeedback {
+  /** organization is whose run it was. */
+  readonly organization: string;
+  /** input is the run's request. */
+  readonly input: string;
+  /** target is the right target. */
+  readonly target: Target;
 }
 
 /** Router decides where a request goes. */
 export interface Router {
-  /** name identifies the router in decisions, for example `keyword-v0`. */
+  /** name identifies the router in decisions, for example `semantic-v1`. */
   readonly name: string;
   /** route returns the decision; an unknown explicit agent is INVALID_ARGUMENT. */
   route(req: RouteRequest): RouteDecision;
+  /** estimateCost re-estimates a plan's cost in US dollars after steps were added to it (planning, checks). */
+  estimateCost?(decision: RouteDecision, input: string): number;
+  /** learn takes feedback naming a run's right target; later requests like it route there. */
+  learn?(feedback: RouteFeedback): void;
+  /** refine may revise a decision asynchronously (asking a model when unsure), within its own small time budget. */
+  refine?(req: RouteRequest, decision: RouteDecision): Promise<RouteDecision>;
 }
 
 const stop = new Set(
@@ -51,7 +69,8 @@ interface Profile {
  * every agent by the overlap of the request's words with the words of the
  * agent's name, description and example requests (rarer words weigh more),
  * picks the best system, and goes hybrid when both systems score well. The
- * orchestrator issue replaces it with a measured one; the contract stays.
+ * semantic router (routing/semantic-router.ts) replaced it; it stays as the
+ * baseline the evaluation and the benchmark compare against.
  */
 export function createKeywordRouter(agents: readonly Agent[]): Router {
   const docs = agents.map((a) => ({ agent: a, words: tokens([a.displayName, a.description, ...a.examples, a.name.slice(7).replaceAll("_", " ")].join(" ")) }));

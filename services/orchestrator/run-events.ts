@@ -1,6 +1,7 @@
 import { fromJsonString, toJsonString } from "@bufbuild/protobuf";
 import { RunEventSchema, type RunEvent } from "../../gen/raptorflow/v3/orchestrator_pb.js";
 import type { KeyValueStore } from "../../platform/kv/kv-store.js";
+import { logger } from "../../mesh/logger.js";
 
 /** RunEvents carries a run's events between orchestrator instances. */
 export interface RunEvents {
@@ -15,7 +16,7 @@ export interface RunEvents {
  * (Redis pub/sub across instances; in-process without Redis), one channel
  * per organization and run.
  */
-export function createRunEvents(kv: KeyValueStore, warn: (m: string) => void = console.warn): RunEvents {
+export function createRunEvents(kv: KeyValueStore, warn: (m: string) => void = (m) => logger("run-events").warn(m)): RunEvents {
   const channel = (org: string, run: string) => `rf:run:${org}:${run}`;
   let failing = false;
   return {

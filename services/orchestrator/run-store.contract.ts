@@ -149,5 +149,24 @@ export function runStoreContract(name: string, open: () => Promise<{ store: RunS
         s().addFeedback("acme", create(FeedbackSchema, { name: `${run.name}/feedback/${uuidv7()}`, rating: 4, comment: "good", createTime: timestampNow() })),
       ).resolves.toBeUndefined();
     });
+
+    test("lists the feedback that names a run's correct target, oldest first, with the run's input", async () => {
+      const org = `route-${uuidv7().slice(-8)}`;
+      const wrong = newRun("Rank our stores by margin");
+      const other = newRun("Draft a poster");
+      await s().create(org, wrong);
+      await s().create(org, other);
+      const feedback = (run: Run, correctTarget: Target, at: number) =>
+        create(FeedbackSchema, { name: `${run.name}/feedback/${uuidv7()}`, rating: 2, correctTarget, createTime: timestampFromDate(new Date(at)) });
+      const t = Date.now();
+      await s().addFeedback(org, feedback(wrong, Target.V1, t));
+      await s().addFeedback(org, feedback(other, Target.UNSPECIFIED, t + 1));
+      await s().addFeedback(org, feedback(other, Target.V2, t + 2));
+      const mine = (await s().listRouteFeedback()).filter((f) => f.organization === org);
+      expect(mine).toEqual([
+        { organization: org, input: "Rank our stores by margin", target: Target.V1 },
+        { organization: org, input: "Draft a poster", target: Target.V2 },
+      ]);
+    });
   });
 }

@@ -1,7 +1,8 @@
 import { clone, type JsonObject, type JsonValue } from "@bufbuild/protobuf";
 import { decodePageToken, encodePageToken } from "../../platform/pagination.js";
 import { Code, ConnectError } from "@connectrpc/connect";
-import { FeedbackSchema, Run_State, RunSchema, type Feedback, type Run } from "../../gen/raptorflow/v3/orchestrator_pb.js";
+import { FeedbackSchema, Run_State, RunSchema, Target, type Feedback, type Run } from "../../gen/raptorflow/v3/orchestrator_pb.js";
+import type { RouteFeedback } from "./router.js";
 
 import { keyReused, type Idempotency } from "../../mesh/call-context.js";
 
@@ -39,8 +40,14 @@ export interface RunStore {
   get(org: string, name: string): Promise<Run | undefined>;
   /** list returns a page of the organization's runs, newest first. */
   list(org: string, pageSize: number, pageToken: string): Promise<RunPage>;
-  /** addFeedback stores feedback on a run (`runs/{run}/feedback/{id}`). */
+  /** addFeedback stores feedback on a run (`runs/{run}/feedback/{id}`), with the correct target when it names one. */
   addFeedback(org: string, feedback: Feedback): Promise<void>;
+  /**
+   * listRouteFeedback lists, over every organization and oldest first, the
+   * feedback that names a run's correct target, with the run's input: what
+   * the router replays into its examples at start-up.
+   */
+  listRouteFeedback(): Promise<RouteFeedback[]>;
   /**
    * failInterrupted marks runs still PENDING or RUNNING that have not changed
    * since `before` as FAILED with `reason`: runs a crash interrupted. Returns
@@ -110,6 +117,14 @@ export function createMemoryRunStore(): RunStore {
     },
     async addFeedback(org, f) {
       feedback.push({ org, feedback: clone(FeedbackSchema, f) });
+    },
+    async listRouteFeedback() {
+      return feedback
+        .filter((f) => f.feedback.correctTarget !== Target.UNSPECIFIED)
+        .flatMap(({ org, feedback: f }) => {
+          const run = mine(org, f.name.split("/").slice(0, 2).join("/"));
+          return run ? [{ organization: org, input: run.run.input, target: f.correctTarget }] : [];
+        });
     },
     async failInterrupted(before, reason) {
       let n = 0;

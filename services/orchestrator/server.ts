@@ -3,15 +3,24 @@ import { AgentService } from "../../gen/raptorflow/agent/v1/agent_pb.js";
 import { OrchestratorService } from "../../gen/raptorflow/v3/orchestrator_pb.js";
 import { connectUpstream } from "../../mesh/clients.js";
 import { createMeshServer, type MeshServer } from "../../mesh/grpc-server.js";
+import { serverAuthFromEnv } from "../../platform/auth/auth-from-env.js";
+import { serviceTokenInterceptorFromEnv } from "../../platform/auth/service-token.js";
 import type { Client } from "@connectrpc/connect";
 import { createOrchestratorImpl } from "./orchestrator-service.js";
-import { createKeywordRouter } from "./router.js";
+import { createSemanticRouter } from "./routing/semantic-router.js";
+import { createLearnedExamples, replayRouteFeedback } from "./routing/learned-examples.js";
+import { routerConfigFromEnv } from "./routing/router-config.js";
+import { withModelAssist } from "./routing/model-assist.js";
 import { topology } from "../../mesh/topology.js";
 import { openRunStore } from "./store/open-store.js";
 import { openKeyValueStore } from "../../platform/kv/open-kv-store.js";
 import { createSharedContext } from "./shared-context.js";
 import { createRunEvents } from "./run-events.js";
-import { healthFollowsDatabase, reportDependency } from "../../platform/db/health.js";
+import { databaseDependency } from "../../platform/db/health.js";
+import { kvDependency } from "../../platform/kv/kv-health.js";
+import { callerOrganization } from "../../mesh/call-context.js";
+import { upstreamDependency } from "../../mesh/upstream-health.js";
+import { createRunTelemetry } from "./run-telemetry.js";
 
 /** OrchestratorOptions configure the orchestrator service. */
 export interface OrchestratorOptions {
@@ -35,16 +44,31 @@ async function listAll(client: Client<typeof AgentService>): Promise<Agent[]> {
 
 /**
  * build assembles the orchestrator: clients of both agent services (grpc-js,
- * policies from the topology), the router, the run store (PostgreSQL or the
- * embedded PGlite, migrated), and a mesh server with health and reflection.
+ * policies from the topology), the semantic router (with the route feedback
+ * stored so far), the run store (PostgreSQL or the embedded PGlite,
+ * migrated), and a mesh server with health and reflection. Its health
+ * follows its database (required), Redis and the agent services (optional:
+ * degraded without them); its status adds the routing mix and recent runs.
  * It does not listen.
  */
 export async function build(options: OrchestratorOptions = {}): Promise<MeshServer & { close(): Promise<void> }> {
   const env = options.env ?? process.env;
+  // Configuration first: AUTH, and the key that signs the orchestrator's service tokens (required in production).
+  const serviceToken = await serviceTokenInterceptorFromEnv("orchestrator", env);
+  const auth = serverAuthFromEnv(env);
   const { store, db } = await openRunStore(env, topology.orchestrator.callPolicy.timeoutMs);
+  // The router learns from route feedback: what is stored is replayed now, new feedback as it arrives.
+  const learned = createLearnedExamples();
+  await replayRouteFeedback(store, learned);
+  const routing = routerConfigFromEnv(env);
+  const router = (agents: readonly Agent[]) => {
+    const local = createSemanticRouter(agents, { learned, pricing: routing.pricing });
+    return routing.assist ? withModelAssist(local, routing.assist) : local;
+  };
   const kv = openKeyValueStore(env);
-  const v1 = connectUpstream("v1-agents", AgentService, { env });
-  const v2 = connectUpstream("v2-agents", AgentService, { env });
+  // Calls to the agents are authenticated as services/orchestrator, for the caller's organization.
+  const v1 = connectUpstream("v1-agents", AgentService, { env, interceptors: [serviceToken] });
+  const v2 = connectUpstream("v2-agents", AgentService, { env, interceptors: [serviceToken] });
   const ttl = options.catalogTtlMs ?? 60_000;
   let cached: { at: number; agents: Promise<readonly Agent[]> } | undefined;
   const catalog = (): Promise<readonly Agent[]> => {
@@ -56,33 +80,36 @@ export async function build(options: OrchestratorOptions = {}): Promise<MeshServ
     }
     return cached.agents;
   };
+  const telemetry = createRunTelemetry();
   const server = createMeshServer({
+    auth,
+    status: (ctx) => telemetry.status(callerOrganization(ctx)),
     services: [
       {
         service: OrchestratorService,
         impl: createOrchestratorImpl({
           agents: { v1: v1.client, v2: v2.client },
           catalog,
-          router: createKeywordRouter,
+          router,
           store,
           context: createSharedContext(kv, store, Number(env.SHARED_CONTEXT_TTL_MS || 3_600_000)),
           events: createRunEvents(kv),
+          telemetry,
         }),
       },
     ],
   });
-  // The database answering is part of being able to serve: report NOT_SERVING
-  // while it does not, instead of failing calls one by one.
-  const health = healthFollowsDatabase(server, db);
-  // Redis is optional: its loss degrades (fallbacks), so it has its own health entry.
-  const stopRedisCheck = kv.kind === "redis" ? reportDependency(server.health, "redis", () => kv.ping()) : () => {};
+  // Redis and the agent services are optional: without them runs degrade (fallbacks, one system), so each has its own health entry.
+  if (kv.kind === "redis") server.readiness.watch(kvDependency(kv));
+  server.readiness.watch(upstreamDependency("v1-agents", v1.transport));
+  server.readiness.watch(upstreamDependency("v2-agents", v2.transport));
+  // The database answering is part of being able to serve: NOT_SERVING while it does not (the store closes it).
+  if (db) server.readiness.watch(databaseDependency(db));
   return {
     ...server,
-    setServing: health.setServing,
     async close() {
-      health.stop();
-      stopRedisCheck();
       await server.shutdown();
+      auth.close();
       v1.transport.close();
       v2.transport.close();
       await store.close();

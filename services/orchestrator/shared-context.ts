@@ -1,6 +1,7 @@
 import type { JsonObject, JsonValue } from "@bufbuild/protobuf";
 import type { KeyValueStore } from "../../platform/kv/kv-store.js";
 import type { RunStore } from "./run-store.js";
+import { logger } from "../../mesh/logger.js";
 
 /** SharedContext is the context the steps of one run share: each finished step's output, by agent id. */
 export interface SharedContext {
@@ -17,7 +18,7 @@ export interface SharedContext {
  * durable copy). Reads come from the key-value store; when it is down or has
  * lost the entry, from PostgreSQL — degraded, not broken.
  */
-export function createSharedContext(kv: KeyValueStore, store: RunStore, ttlMs: number, warn: (m: string) => void = console.warn): SharedContext {
+export function createSharedContext(kv: KeyValueStore, store: RunStore, ttlMs: number, warn: (m: string) => void = (m) => logger("shared-context").warn(m)): SharedContext {
   const keyOf = (org: string, run: string) => `rf:ctx:${org}:${run}`;
   let degraded = false;
   const fell = (e: unknown) => {

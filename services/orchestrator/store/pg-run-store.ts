@@ -3,7 +3,7 @@ import { timestampDate, timestampFromDate } from "@bufbuild/protobuf/wkt";
 import { UniqueConstraintViolationException } from "@mikro-orm/core";
 import type { EntityManager } from "@mikro-orm/postgresql";
 import { UsageSchema } from "../../../gen/raptorflow/agent/v1/agent_pb.js";
-import { RouteDecisionSchema, Run_State, RunSchema, RunStepSchema, type Run } from "../../../gen/raptorflow/v3/orchestrator_pb.js";
+import { RouteDecisionSchema, Run_State, RunSchema, RunStepSchema, Target, type Run } from "../../../gen/raptorflow/v3/orchestrator_pb.js";
 import type { Database } from "../../../platform/db/database.js";
 import { decodePageToken, encodePageToken } from "../../../platform/pagination.js";
 import { keyReused } from "../../../mesh/call-context.js";
@@ -125,7 +125,20 @@ export function createPgRunStore(db: Database): RunStore {
         organization: org,
         rating: f.rating,
         comment: f.comment,
+        correctTarget: f.correctTarget === Target.UNSPECIFIED ? null : `TARGET_${Target[f.correctTarget]}`,
         createTime: f.createTime ? timestampDate(f.createTime) : new Date(),
+      });
+    },
+    async listRouteFeedback() {
+      const m = em();
+      const rows = await m.find(FeedbackEntity, { correctTarget: { $ne: null } }, { orderBy: { createTime: "asc", id: "asc" } });
+      const runs = rows.length ? await m.find(RunEntity, { id: { $in: [...new Set(rows.map((r) => r.runId))] } }, { fields: ["id", "organization", "input"] }) : [];
+      const byId = new Map(runs.map((r) => [r.id, r]));
+      return rows.flatMap((f) => {
+        const run = byId.get(f.runId);
+        const target = Target[(f.correctTarget ?? "").slice("TARGET_".length) as keyof typeof Target];
+        // A run belongs to the feedback's organization; anything else is ignored rather than learned across organizations.
+        return run && run.organization === f.organization && target !== undefined ? [{ organization: f.organization, input: run.input, target }] : [];
       });
     },
     async failInterrupted(before, reason) {

@@ -44,6 +44,8 @@ export interface FeedbackRow {
   organization: string;
   rating: number;
   comment: string;
+  /** correctTarget is the target the feedback says the run should have taken (`TARGET_V1` …), or null. */
+  correctTarget: string | null;
   createTime: Date;
 }
 
@@ -112,6 +114,7 @@ export const FeedbackEntity = new EntitySchema<FeedbackRow>({
     organization: { type: "string" },
     rating: { type: "integer" },
     comment: { type: "text" },
+    correctTarget: { type: "string", nullable: true, fieldName: "correct_target" },
     createTime: { type: "datetime", fieldName: "create_time" },
   },
 });
@@ -191,6 +194,22 @@ export class Migration20261125000000 extends Migration {
   }
 }
 
+/**
+ * Migration20261202020000 lets feedback name the target a run should have
+ * taken, which the router learns from; older feedback has none.
+ */
+export class Migration20261202020000 extends Migration {
+  override async up(): Promise<void> {
+    this.addSql(`alter table "orchestrator"."feedback" add column "correct_target" text null`);
+    this.addSql(`create index "feedback_correct_target" on "orchestrator"."feedback" ("create_time") where "correct_target" is not null`);
+  }
+
+  override async down(): Promise<void> {
+    this.addSql(`drop index if exists "orchestrator"."feedback_correct_target"`);
+    this.addSql(`alter table "orchestrator"."feedback" drop column if exists "correct_target"`);
+  }
+}
+
 /** memoryDimensions is the length of the orchestrator's memory embeddings (LocalEmbeddings' default). */
 export const memoryDimensions = 256;
 
@@ -199,4 +218,6 @@ export const migrations = [
   { name: "Migration20261125000000_runs", class: Migration20261125000000 },
   // The orchestrator's vector memory: similar past runs and what else it learns.
   { name: "Migration20261125020000_memories", class: memoryTableMigration(schemaName, memoryDimensions) },
+  // Feedback that names a run's correct target teaches the router.
+  { name: "Migration20261202020000_feedback_target", class: Migration20261202020000 },
 ];
