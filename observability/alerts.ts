@@ -99,15 +99,18 @@ export function alertNamed(name: AlertName): AlertDefinition {
 
 /**
  * metricNames are the Prometheus series the rules read: the services' own
- * RED metrics (OpenTelemetry's `rpc.server.call.duration` histogram, in
- * seconds, labelled with the service and the status code name, `rpc.response.status_code`), the
- * kubelet's container and volume metrics, and kube-state-metrics' limits.
- * The observability work exports the first under these names.
+ * RED metrics, as each service's `/metrics` serves them (mesh/telemetry.ts:
+ * OpenTelemetry's `rpc.server.call.duration` histogram, in seconds, with
+ * the status code's name in `rpc_response_status_code` and the service in
+ * `service_name`, from the resource; the gateway counts the RPCs it serves
+ * over REST and Connect in it too), the kubelet's container and volume
+ * metrics, and kube-state-metrics' limits. mesh/telemetry.test.ts checks
+ * the first against a real scrape.
  */
 export const metricNames = {
-  rpcDuration: "rpc_server_call_duration_seconds",
+  rpcDuration: "rpc_server_call_duration",
   rpcStatusLabel: "rpc_response_status_code",
-  serviceLabel: "service",
+  serviceLabel: "service_name",
   containerCpu: "container_cpu_usage_seconds_total",
   containerMemory: "container_memory_working_set_bytes",
   containerLimits: "kube_pod_container_resource_limits",

@@ -2,6 +2,7 @@ import { fileURLToPath } from "node:url";
 import { writeFileSync } from "node:fs";
 import { stringify } from "yaml";
 import { meshName } from "../mesh/topology.js";
+import { codeName, serverFaultCodes } from "../mesh/call-stats.js";
 import { alerts, metricNames as m, type AlertDefinition } from "./alerts.js";
 
 /** prometheusRulesPath is where the generated rules file lives (committed; `npm run generate:alerts` rewrites it). */
@@ -15,6 +16,9 @@ export interface PrometheusRule {
   readonly labels: Readonly<Record<string, string>>;
   readonly annotations: Readonly<Record<string, string>>;
 }
+
+/** faults are the status code names that count as errors. */
+const faults = [...serverFaultCodes].map(codeName).join("|");
 
 /**
  * prometheusExpr is the PromQL of one alert over the mesh's namespace. Each
@@ -34,8 +38,9 @@ export function prometheusExpr(alert: AlertDefinition, namespace: string = meshN
     case "SlowResponses":
       return `histogram_quantile(0.95, sum by (${m.serviceLabel}, le) (rate(${m.rpcDuration}_bucket{${ns}}[5m]))) ${op} ${alert.threshold}`;
     case "HighErrorRate":
-      // Client mistakes (INVALID_ARGUMENT, NOT_FOUND …) are not the service failing: count what a caller cannot fix.
-      return `100 * sum by (${m.serviceLabel}) (rate(${m.rpcDuration}_count{${ns}, ${m.rpcStatusLabel}=~"UNKNOWN|DEADLINE_EXCEEDED|RESOURCE_EXHAUSTED|INTERNAL|UNAVAILABLE|DATA_LOSS"}[5m])) / sum by (${m.serviceLabel}) (rate(${m.rpcDuration}_count{${ns}}[5m])) ${op} ${alert.threshold}`;
+      // Client mistakes (INVALID_ARGUMENT, NOT_FOUND …) are not the service failing: count what a caller cannot fix,
+      // the same codes the services' status and error rates count (mesh/call-stats.ts).
+      return `100 * sum by (${m.serviceLabel}) (rate(${m.rpcDuration}_count{${ns}, ${m.rpcStatusLabel}=~"${faults}"}[5m])) / sum by (${m.serviceLabel}) (rate(${m.rpcDuration}_count{${ns}}[5m])) ${op} ${alert.threshold}`;
     case "LowStorage":
       return `${m.volumeAvailable}{${ns}} ${op} ${alert.threshold}`;
   }

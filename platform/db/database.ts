@@ -2,6 +2,8 @@ import { join } from "node:path";
 import type { EntitySchema, MigrationObject } from "@mikro-orm/core";
 import { Migrator } from "@mikro-orm/migrations";
 import { MikroORM, PostgreSqlDriver } from "@mikro-orm/postgresql";
+import type { Pool } from "pg";
+import { instrumentPool } from "./db-telemetry.js";
 import { startEmbeddedPostgres, type EmbeddedPostgres } from "./embedded-postgres.js";
 
 /** DatabaseOptions say which database a service uses and what it keeps there. */
@@ -53,6 +55,19 @@ export async function openDatabase(options: DatabaseOptions): Promise<Database> 
   const poolMax = embedded ? 1 : positive(env, "DATABASE_POOL_MAX", 10);
   const statementTimeoutMs = positive(env, "DATABASE_STATEMENT_TIMEOUT_MS", 10_000);
   let orm: MikroORM | undefined;
+  // Every query is traced and the pool measured (db-telemetry.ts), from the pool MikroORM makes.
+  let stopPoolTelemetry = (): void => {};
+  const target = URL.parse(url);
+  const onPoolCreated = (pool: Pool): void => {
+    stopPoolTelemetry = instrumentPool(pool, {
+      pool: options.service,
+      schema: options.schema,
+      database: decodeURIComponent(target?.pathname.slice(1) ?? "") || "postgres",
+      host: target?.hostname || "localhost",
+      port: Number(target?.port || 5432),
+      max: poolMax,
+    });
+  };
   try {
     orm = await MikroORM.init({
       driver: PostgreSqlDriver,
@@ -63,7 +78,7 @@ export async function openDatabase(options: DatabaseOptions): Promise<Database> 
       discovery: { warnWhenNoEntities: false },
       extensions: [Migrator],
       pool: { min: 0, max: poolMax },
-      driverOptions: { statement_timeout: statementTimeoutMs, connectionTimeoutMillis: 5_000 },
+      driverOptions: { statement_timeout: statementTimeoutMs, connectionTimeoutMillis: 5_000, onPoolCreated },
       migrations: {
         migrationsList: [...options.migrations],
         tableName: "migrations",
@@ -77,6 +92,7 @@ export async function openDatabase(options: DatabaseOptions): Promise<Database> 
     // Fail here, with a clear message, rather than at the first request.
     await orm.em.getConnection().execute("select 1");
   } catch (e) {
+    stopPoolTelemetry();
     await orm?.close(true).catch(() => undefined);
     await embedded?.stop();
     throw new Error(`${options.service}: cannot open the database (${redact(url)}): ${redact((e as Error).message)}`);
@@ -103,6 +119,7 @@ export async function openDatabase(options: DatabaseOptions): Promise<Database> 
       }
     },
     async close() {
+      stopPoolTelemetry();
       await ready.close(true);
       await embedded?.stop();
     },

@@ -1,3 +1,4 @@
+import { logger } from "../../mesh/logger.js";
 import type { KeyValueStore } from "./kv-store.js";
 
 /** RateLimitDecision is the answer for one request. */
@@ -26,7 +27,7 @@ export interface RateLimiter {
 export function createRateLimiter(
   kv: KeyValueStore,
   options: { limit: number; windowMs: number },
-  warn: (m: string) => void = console.warn,
+  warn: (m: string) => void = (m) => logger("rate-limit").warn(m),
 ): RateLimiter {
   let failing = false;
   return {

@@ -1,5 +1,6 @@
 import { Redis } from "ioredis";
 import type { KeyValueStore } from "./kv-store.js";
+import { traceRedisCommands, watchRedisConnection } from "./redis-telemetry.js";
 
 /**
  * createRedisKeyValueStore is the KeyValueStore on Redis (ElastiCache in
@@ -9,7 +10,9 @@ import type { KeyValueStore } from "./kv-store.js";
  */
 export function createRedisKeyValueStore(url: string): KeyValueStore {
   const options = { lazyConnect: false, enableOfflineQueue: false, maxRetriesPerRequest: 1, connectTimeout: 2_000 };
+  traceRedisCommands();
   const redis = new Redis(url, options);
+  const unwatch = [watchRedisConnection(redis, "commands")];
   // Errors surface on the commands; without a listener ioredis would log each reconnect as unhandled.
   redis.on("error", () => undefined);
   let subscriber: Redis | undefined;
@@ -65,6 +68,7 @@ export function createRedisKeyValueStore(url: string): KeyValueStore {
     async subscribe(channel, onMessage) {
       if (!subscriber) {
         subscriber = redis.duplicate({ enableOfflineQueue: true });
+        unwatch.push(watchRedisConnection(subscriber, "subscriber"));
         subscriber.on("error", () => undefined);
         subscriber.on("message", (ch: string, m: string) => handlers.get(ch)?.forEach((h) => h(m)));
       }
@@ -92,6 +96,7 @@ export function createRedisKeyValueStore(url: string): KeyValueStore {
       }
     },
     async close() {
+      unwatch.forEach((u) => u());
       subscriber?.disconnect();
       redis.disconnect();
     },

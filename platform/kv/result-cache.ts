@@ -1,5 +1,22 @@
 import { createHash } from "node:crypto";
+import { context, SpanKind, trace } from "@opentelemetry/api";
+import { logger } from "../../mesh/logger.js";
+import { instruments, tracer } from "../../mesh/telemetry.js";
 import type { KeyValueStore } from "./kv-store.js";
+
+const cacheInstruments = () =>
+  instruments("result-cache", (meter) => ({
+    requests: meter.createCounter("raptorflow.cache.requests", {
+      unit: "{request}",
+      description: "Result cache reads by cache and result (hit, miss, error): the hit ratio is hit / (hit + miss).",
+    }),
+  }));
+
+/** cacheNameOf is the namespace of a cacheKey (`agent-result`), which names the cache in telemetry. */
+function cacheNameOf(key: string): string {
+  const i = key.indexOf(":");
+  return i < 0 ? "default" : key.slice(0, i);
+}
 
 /** ResultCache keeps results of identical calls for a while; a cache that fails is a miss, never an error. */
 export interface ResultCache {
@@ -27,9 +44,11 @@ export function stableJson(value: unknown): string {
 
 /**
  * createResultCache caches on a KeyValueStore. Redis being down degrades to
- * misses (and a warning once per outage), not to failed calls.
+ * misses (and a warning once per outage), not to failed calls. Each read is
+ * a `cache.get <name>` span saying whether it hit, and is counted in
+ * `raptorflow.cache.requests`.
  */
-export function createResultCache(kv: KeyValueStore, ttlMs: number, warn: (message: string) => void = console.warn): ResultCache {
+export function createResultCache(kv: KeyValueStore, ttlMs: number, warn: (message: string) => void = (m) => logger("cache").warn(m)): ResultCache {
   let failing = false;
   const failed = (e: unknown): undefined => {
     if (!failing) warn(`result cache unavailable, serving without it: ${(e as Error).message}`);
@@ -38,13 +57,24 @@ export function createResultCache(kv: KeyValueStore, ttlMs: number, warn: (messa
   };
   return {
     async get(key) {
-      try {
-        const v = await kv.get(key);
-        failing = false;
-        return v;
-      } catch (e) {
-        return failed(e);
-      }
+      const name = cacheNameOf(key);
+      const span = tracer().startSpan(`cache.get ${name}`, { kind: SpanKind.INTERNAL, attributes: { "raptorflow.cache.name": name, "raptorflow.cache.store": kv.kind } });
+      let result = "error";
+      // Active while it reads, so the store's own spans (Redis GET) are its children.
+      return context.with(trace.setSpan(context.active(), span), async () => {
+        try {
+          const v = await kv.get(key);
+          failing = false;
+          result = v === undefined ? "miss" : "hit";
+          return v;
+        } catch (e) {
+          return failed(e);
+        } finally {
+          span.setAttribute("raptorflow.cache.hit", result === "hit");
+          span.end();
+          cacheInstruments().requests.add(1, { "raptorflow.cache.name": name, "raptorflow.cache.result": result });
+        }
+      });
     },
     async set(key, value) {
       try {

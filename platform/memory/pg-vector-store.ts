@@ -3,6 +3,7 @@ import { Document, type DocumentInterface } from "@langchain/core/documents";
 import type { EmbeddingsInterface } from "@langchain/core/embeddings";
 import { VectorStore } from "@langchain/core/vectorstores";
 import { Migration } from "@mikro-orm/migrations";
+import { logger } from "../../mesh/logger.js";
 import type { Database } from "../db/database.js";
 
 /** MemoryFilter scopes a search: always to an organization, optionally to a namespace (brand memory, runs …). */
@@ -59,7 +60,7 @@ export class PgVectorStore extends VectorStore {
     if (rows.length === 0) throw new Error(`${options.table} has no embedding column (run the migrations)`);
     const usesPgvector = rows[0].udt_name === "vector";
     if (!usesPgvector) {
-      (options.warn ?? console.warn)(`${options.table}: PostgreSQL has no pgvector; similarity search is exact, in SQL (fine for thousands of rows, slow for millions)`);
+      (options.warn ?? ((m: string) => logger("memory").warn(m)))(`${options.table}: PostgreSQL has no pgvector; similarity search is exact, in SQL (fine for thousands of rows, slow for millions)`);
     }
     return new PgVectorStore(embeddings, options, usesPgvector);
   }
