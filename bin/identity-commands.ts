@@ -5,9 +5,9 @@ import { isOrganizationId } from "../mesh/call-context.js";
 import { listenPort } from "../mesh/topology.js";
 import { authSettings } from "../platform/auth/auth-from-env.js";
 import { isRole, roles } from "../platform/auth/roles.js";
-import { createAccessTokenIssuer, maxAccessTokenTtlMs, parseDuration } from "../services/identity/access-tokens.js";
+import { createAccessTokenIssuer, maxAccessTokenTtlMs, parseDuration } from "../platform/auth/access-tokens.js";
 import { createFirstAdmin, generatePassword } from "../services/identity/first-run.js";
-import { generateSigningKey, loadSigningKeys, type SigningAlgorithm } from "../services/identity/signing-keys.js";
+import { generateSigningKey, loadSigningKeys, type SigningAlgorithm } from "../platform/auth/signing-keys.js";
 import { createPgIdentityStore } from "../services/identity/store/pg-identity-store.js";
 import { openIdentityDatabase } from "../services/identity/store/open-store.js";
 

@@ -82,6 +82,19 @@ export function callerOrganization(context: { readonly requestHeader: Headers; r
   return principal.organization;
 }
 
+/**
+ * forwardCall is the metadata a handler's calls to the next service carry:
+ * forwardHeaders, with `x-raptorflow-organization` set to the organization
+ * the incoming call acts for (callerOrganization: the verified one). The
+ * calling service's own credentials then replace `authorization` on the
+ * way out (platform/auth's service tokens, minted for that organization).
+ */
+export function forwardCall(context: { readonly requestHeader: Headers; readonly values: ContextValues }): Headers {
+  const out = forwardHeaders(context.requestHeader);
+  out.set(organizationHeader, callerOrganization(context));
+  return out;
+}
+
 /** Idempotency is a create's idempotency key with a digest of its request. */
 export interface Idempotency {
   /** key is the client's `Idempotency-Key` (or a request's `request_id`). */

@@ -1,6 +1,8 @@
 import type { DescService } from "@bufbuild/protobuf";
 import { createClient, type Client, type Interceptor } from "@connectrpc/connect";
 import { createGrpcTransport, type GrpcTransport } from "./grpc-transport.js";
+import { channelCredentials, meshTlsFromEnv } from "./tls.js";
+import { createClientTelemetryInterceptor } from "./telemetry-interceptor.js";
 import { topology, upstreamAddress, type ServiceName } from "./topology.js";
 
 /** UpstreamClient is a typed client of one upstream and the transport to close. */
@@ -14,16 +16,23 @@ export interface UpstreamClient<S extends DescService> {
 /**
  * upstreamTransport is the grpc-js transport to a service of the mesh, at
  * the address and with the call policy (deadline, retries) the topology
- * gives it. Every caller of a mesh service gets its transport here.
+ * gives it, over mutual TLS when `MESH_TLS_*` say so (mesh/tls.ts). Every
+ * caller of a mesh service gets its transport here; `interceptors` add the
+ * caller's own credentials (platform/auth's service tokens).
  */
 export function upstreamTransport(
   name: ServiceName,
   options: { env?: Record<string, string | undefined>; interceptors?: readonly Interceptor[] } = {},
 ): GrpcTransport {
+  const env = options.env ?? process.env;
+  const { credentials, options: channelOptions } = channelCredentials(meshTlsFromEnv(env));
   return createGrpcTransport({
-    address: upstreamAddress(name, options.env ?? process.env),
+    address: upstreamAddress(name, env),
     policy: topology[name].callPolicy,
-    interceptors: options.interceptors,
+    // Tracing is outermost: the trace context it sends covers the caller's own interceptors' work too.
+    interceptors: [createClientTelemetryInterceptor(name), ...(options.interceptors ?? [])],
+    credentials,
+    channelOptions,
   });
 }
 

@@ -155,6 +155,7 @@ describe("server reflection", () => {
       const names = res.messageResponse.case === "listServicesResponse" ? res.messageResponse.value.service.map((s) => s.name) : [];
       expect(names).toEqual([
         "raptorflow.agent.v1.AgentService",
+        "raptorflow.ops.v1.StatusService",
         "grpc.health.v1.Health",
         "grpc.reflection.v1.ServerReflection",
         "grpc.reflection.v1alpha.ServerReflection",

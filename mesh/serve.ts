@@ -1,4 +1,8 @@
-import { listenPort, type ServiceName } from "./topology.js";
+import { startOpsListener, readinessReport, type ReadinessReport } from "./ops-http.js";
+import { createServiceHealth } from "./service-health.js";
+import { startTelemetry } from "./telemetry.js";
+import { meshTlsFromEnv } from "./tls.js";
+import { listenPort, metricsListenPort, type ServiceName } from "./topology.js";
 
 /** ReadyMessage is what a service sends its parent (the local runner) once it listens. */
 export interface ReadyMessage {
@@ -8,24 +12,70 @@ export interface ReadyMessage {
   readonly service: string;
   /** port it listens on. */
   readonly port: number;
+  /** metricsPort is where its operations listener (`/metrics`, `/livez`, `/readyz`) listens, when it has one. */
+  readonly metricsPort?: number;
 }
 
 /** Running is a started server: its port and how to stop it. */
 export interface Running {
   /** port it listens on. */
   readonly port: number;
+  /** metricsPort is its operations listener's port, when it has one. */
+  readonly metricsPort?: number;
   /** close drains and stops it. */
   close(): Promise<void>;
 }
 
-/** start builds and starts one service; services are imported lazily so a container loads only its own. */
+/** Service is one started service before the operations listener is wired to it. */
+interface Service {
+  readonly port: number;
+  readonly readiness: () => ReadinessReport | Promise<ReadinessReport>;
+  close(): Promise<void>;
+}
+
+/**
+ * start starts one service with its telemetry (OpenTelemetry, before
+ * anything else loads) and its operations listener (metrics, liveness and
+ * readiness on `<PREFIX>_METRICS_PORT`, answering `not_serving` until the
+ * service is up).
+ */
 async function start(name: ServiceName, port: number): Promise<Running> {
+  const telemetry = startTelemetry(name);
+  const host = process.env.HOST ?? "0.0.0.0";
+  const starting = readinessReport(createServiceHealth());
+  let readiness: Service["readiness"] = () => starting;
+  const ops = await startOpsListener(metricsListenPort(name), host, { metrics: telemetry.serveMetrics, readiness: () => readiness() });
+  try {
+    const service = await startService(name, port, host);
+    readiness = service.readiness;
+    return {
+      port: service.port,
+      metricsPort: ops.port,
+      async close() {
+        await service.close();
+        await ops.close();
+        await telemetry.shutdown();
+      },
+    };
+  } catch (e) {
+    await ops.close();
+    throw e;
+  }
+}
+
+/** startService builds and starts one service; services are imported lazily so a container loads only its own. */
+async function startService(name: ServiceName, port: number, host: string): Promise<Service> {
   if (name === "gateway") {
     const { build } = await import("../services/gateway/server.js");
     const app = await build();
-    await app.listen({ port, host: process.env.HOST ?? "0.0.0.0" });
+    await app.listen({ port, host });
     const addr = app.server.address();
-    return { port: typeof addr === "object" && addr ? addr.port : port, close: () => app.close() };
+    return {
+      port: typeof addr === "object" && addr ? addr.port : port,
+      // The gateway's own /readyz (which aggregates the mesh) answers on the operations port too.
+      readiness: async () => (await app.inject({ method: "GET", url: "/readyz" })).json() as ReadinessReport,
+      close: () => app.close(),
+    };
   }
   const mod =
     name === "orchestrator"
@@ -35,10 +85,12 @@ async function start(name: ServiceName, port: number): Promise<Running> {
         : name === "identity"
           ? await import("../services/identity/server.js")
           : await import("../services/v2-agents/server.js");
+  // Mutual TLS between services when MESH_TLS_* say so (deployments without a mesh that encrypts); read before anything opens.
+  const tls = meshTlsFromEnv(process.env);
   const server = await mod.build();
-  const bound = await server.listen(port, process.env.HOST ?? "0.0.0.0");
+  const bound = await server.listen(port, host, tls);
   server.setServing(true);
-  return { port: bound, close: () => server.close() };
+  return { port: bound, readiness: () => readinessReport(server.readiness), close: () => server.close() };
 }
 
 /**
@@ -64,7 +116,7 @@ export async function runUntilStopped(name: string, startServer: () => Promise<R
   process.once("SIGINT", stop);
   try {
     const running = await startServer();
-    const ready: ReadyMessage = { type: "ready", service: name, port: running.port };
+    const ready: ReadyMessage = { type: "ready", service: name, port: running.port, metricsPort: running.metricsPort };
     if (process.send) process.send(ready);
     else console.log(`${name} listening on port ${running.port}`);
     await stopped;

@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { callersOf, envPrefix, exposureOf, healthCheckOf, isServiceName, listenPort, serviceNames, topology, upstreamAddress } from "./topology.js";
+import { callersOf, envPrefix, exposureOf, healthCheckOf, isServiceName, listenPort, metricsListenPort, metricsPortOf, serviceNames, topology, upstreamAddress } from "./topology.js";
 
 describe("the topology", () => {
   it("lists every service once in serviceNames, upstreams before their callers", () => {
@@ -57,5 +57,16 @@ describe("the topology", () => {
     expect(() => listenPort(name, { [`${envPrefix(name)}_PORT`]: "x" })).toThrow(`${envPrefix(name)}_PORT`);
     expect(upstreamAddress(name, { [`${envPrefix(name)}_ADDR`]: "svc:1" })).toBe("svc:1");
     expect(upstreamAddress(name, {})).toBe(`127.0.0.1:${topology[name].port}`);
+  });
+
+  it("gives every service a metrics port of its own, apart from every service port", () => {
+    const ports = serviceNames.flatMap((n) => [topology[n].port, metricsPortOf(topology[n])]);
+    expect(new Set(ports).size).toBe(ports.length);
+    const name = serviceNames[0];
+    const key = `${envPrefix(name)}_METRICS_PORT`;
+    expect(metricsListenPort(name, {})).toBe(metricsPortOf(topology[name]));
+    expect(metricsListenPort(name, { [`${envPrefix(name)}_PORT`]: "0" })).toBe(0);
+    expect(metricsListenPort(name, { [key]: "9999" })).toBe(9999);
+    expect(() => metricsListenPort(name, { [key]: "nope" })).toThrow(key);
   });
 });

@@ -112,6 +112,13 @@ export interface ServiceSpec {
    * each from Secrets Manager, Kubernetes from the Secret `<service>-secrets`.
    */
   readonly secrets?: readonly string[];
+  /**
+   * metricsPort is the default port of the service's operations listener
+   * (HTTP: Prometheus `/metrics`, `/livez`, `/readyz`), overridable by
+   * `<PREFIX>_METRICS_PORT`; the service's port + 1000 when absent
+   * (metricsPortOf). Deployments expose it to the scraper, not to clients.
+   */
+  readonly metricsPort?: number;
 }
 
 const unavailableRetry = {
@@ -156,6 +163,8 @@ export const topology: Readonly<Record<ServiceName, ServiceSpec>> = {
     health: grpcHealth,
     exposure: "internal",
     needs: ["postgres", "redis"],
+    // It signs the service tokens of its calls to the agent services with the identity key set.
+    secrets: ["IDENTITY_SIGNING_KEYS"],
   },
   "v1-agents": {
     name: "v1-agents",
@@ -267,6 +276,27 @@ export function listenPort(name: ServiceName, env: Env = process.env): number {
   const key = `${envPrefix(name)}_PORT`;
   const raw = env[key];
   if (raw === undefined || raw === "") return topology[name].port;
+  const port = Number(raw);
+  if (!Number.isInteger(port) || port < 0 || port > 65535) {
+    throw new Error(`${key} must be a port number from 0 to 65535, got "${raw}"`);
+  }
+  return port;
+}
+
+/** metricsPortOf is a service's default operations port: its own `metricsPort`, or its port + 1000. */
+export function metricsPortOf(spec: ServiceSpec): number {
+  return spec.metricsPort ?? spec.port + 1000;
+}
+
+/**
+ * metricsListenPort is the port a service's operations listener (metrics,
+ * liveness, readiness) listens on: `<PREFIX>_METRICS_PORT` when set, `0` (a
+ * free one) when the service itself listens on port 0, else metricsPortOf.
+ */
+export function metricsListenPort(name: ServiceName, env: Env = process.env): number {
+  const key = `${envPrefix(name)}_METRICS_PORT`;
+  const raw = env[key];
+  if (raw === undefined || raw === "") return listenPort(name, env) === 0 ? 0 : metricsPortOf(topology[name]);
   const port = Number(raw);
   if (!Number.isInteger(port) || port < 0 || port > 65535) {
     throw new Error(`${key} must be a port number from 0 to 65535, got "${raw}"`);

@@ -19,7 +19,53 @@ import { paginate } from "../pagination.js";
 import { checkParameters, llmRequest, runAgent, type AgentCall, type AgentOutcome } from "./agent-runtime.js";
 import type { AgentMemory } from "./agent-memory.js";
 import type { AgentDefinition, Catalog } from "./catalog.js";
-import { organizationOf } from "../../mesh/call-context.js";
+import { validationProblems } from "./schema-validator.js";
+import { annotateAgentCall, recordAgentResult } from "./agent-telemetry.js";
+import { logger } from "../../mesh/logger.js";
+import { callerOrganization } from "../../mesh/call-context.js";
+
+/** KeepScope is what a kept result belongs to: the caller's organization, the run, and what the agent was given. */
+export interface KeepScope {
+  /** organization is the caller's organization; records are scoped to it. */
+  readonly organization: string;
+  /** run is the run the call belongs to (`runs/…`), or empty. */
+  readonly run: string;
+  /** input is the user's request. */
+  readonly input: string;
+  /** parameters are the structured inputs the agent was given. */
+  readonly parameters: JsonObject;
+  /** context is the run's shared context the agent was given. */
+  readonly context: JsonObject;
+}
+
+/**
+ * AgentResultHooks let a service finish and keep what its agents produce, in
+ * RunAgent and StreamAgent alike: the V1 service computes its agents'
+ * numeric fields with the deterministic tools and keeps every result as
+ * business records.
+ */
+export interface AgentResultHooks {
+  /**
+   * check runs before anything else is done for a call whose parameters fit
+   * the input schema (no memory, cache or model yet): it may refuse the call,
+   * for example because a parameter names a record that does not exist.
+   */
+  readonly check?: (agent: AgentDefinition, scope: KeepScope) => Promise<void>;
+  /**
+   * finish completes a validated answer before it is cached or returned: it
+   * may replace fields of the output (numbers computed by tools) and add the
+   * tool calls it made. What it returns is validated against the agent's
+   * output schema again; an output that no longer fits fails the call with
+   * INTERNAL.
+   */
+  readonly finish?: (agent: AgentDefinition, call: AgentCall, outcome: AgentOutcome) => AgentOutcome | Promise<AgentOutcome>;
+  /**
+   * keep stores a successful result (a cached one too: every call keeps its
+   * own) and returns the names of the records it wrote, which the result
+   * reports in `records`. A failure fails the call.
+   */
+  readonly keep?: (agent: AgentDefinition, result: AgentResult, scope: KeepScope) => Promise<readonly string[]>;
+}
 
 /** AgentServiceOptions are the dependencies of an agent service. */
 export interface AgentServiceOptions {
@@ -35,6 +81,8 @@ export interface AgentServiceOptions {
   readonly cache?: ResultCache;
   /** memory gives agents whose catalog entry has `memory` the organization's memories; none when undefined. */
   readonly memory?: AgentMemory;
+  /** hooks finish and keep the agents' results; none when undefined. */
+  readonly hooks?: AgentResultHooks;
 }
 
 /** noCache tells whether the caller opted out of cached results (`cache-control: no-cache` metadata). */
@@ -118,7 +166,8 @@ export function createAgentServiceImpl(options: AgentServiceOptions): ServiceImp
   const callOf = async (req: RunAgentRequest, ctx: HandlerContext, agent: AgentDefinition): Promise<{ call: AgentCall; recalled: readonly string[] }> => {
     const parameters = req.parameters ?? {};
     checkParameters(agent, parameters);
-    const recalled = await recall(organizationOf(ctx.requestHeader), agent, req.input, parameters);
+    await options.hooks?.check?.(agent, scopeOf(req, ctx, parameters, req.context ?? {}));
+    const recalled = await recall(callerOrganization(ctx), agent, req.input, parameters);
     return {
       call: {
         tools: toolsOf(agent),
@@ -138,7 +187,7 @@ export function createAgentServiceImpl(options: AgentServiceOptions): ServiceImp
     try {
       return await options.memory?.recall(org, agent, input, parameters);
     } catch (e) {
-      console.warn(`agents/${agent.id}: memory not read (${(e as Error).message}); running without it`);
+      logger("agents").warn({ agent: `agents/${agent.id}`, err: e }, "memory not read; running without it");
       return undefined;
     }
   };
@@ -150,10 +199,27 @@ export function createAgentServiceImpl(options: AgentServiceOptions): ServiceImp
       try {
         remembered = await options.memory.remember(org, agent, r.output, run);
       } catch (e) {
-        console.warn(`agents/${agent.id}: memory not written (${(e as Error).message})`);
+        logger("agents").warn({ agent: `agents/${agent.id}`, err: e }, "memory not written");
       }
     }
     r.memory = create(MemoryUseSchema, { recalled: [...recalled], remembered });
+  };
+  const finish = async (agent: AgentDefinition, call: AgentCall, outcome: AgentOutcome): Promise<AgentOutcome> => {
+    if (!options.hooks?.finish) return outcome;
+    const done = await options.hooks.finish(agent, call, outcome);
+    const problems = validationProblems(agent.outputSchema, done.output, "pointer");
+    if (problems.length) throw new ConnectError(`agents/${agent.id}: the finished output does not fit the output schema: ${problems.join("; ")}`, Code.Internal);
+    return done;
+  };
+  const scopeOf = (req: RunAgentRequest, ctx: HandlerContext, parameters: JsonObject, context: JsonObject): KeepScope => ({
+    organization: callerOrganization(ctx),
+    run: req.run,
+    input: req.input,
+    parameters,
+    context,
+  });
+  const keep = async (agent: AgentDefinition, r: AgentResult, req: RunAgentRequest, call: AgentCall, ctx: HandlerContext) => {
+    if (options.hooks?.keep) r.records = [...(await options.hooks.keep(agent, r, scopeOf(req, ctx, call.parameters, call.context)))];
   };
 
   return {
@@ -167,6 +233,7 @@ export function createAgentServiceImpl(options: AgentServiceOptions): ServiceImp
     },
     async runAgent(req, ctx) {
       const agent = find(req.name);
+      annotateAgentCall(agent);
       const started = performance.now();
       const { call, recalled } = await callOf(req, ctx, agent);
       const cache = options.cache && !noCache(ctx.requestHeader) ? options.cache : undefined;
@@ -181,15 +248,22 @@ export function createAgentServiceImpl(options: AgentServiceOptions): ServiceImp
         cached.usage = create(UsageSchema);
         // The first call remembered what the answer taught; this one adds nothing.
         if (cached.memory) cached.memory.remembered = [];
+        // Records are never cached: this call keeps its own, for its caller.
+        cached.records = [];
+        await keep(agent, cached, req, call, ctx);
+        recordAgentResult(agent, cached, started);
         return cached;
       }
-      const fresh = result(agent, await runAgent(provider, agent, call), started);
-      await remember(organizationOf(ctx.requestHeader), agent, fresh, req.run, recalled);
+      const fresh = result(agent, await finish(agent, call, await runAgent(provider, agent, call)), started);
+      await remember(callerOrganization(ctx), agent, fresh, req.run, recalled);
       if (cache) await cache.set(key, toJsonString(AgentResultSchema, fresh));
+      await keep(agent, fresh, req, call, ctx);
+      recordAgentResult(agent, fresh, started);
       return fresh;
     },
     async *streamAgent(req, ctx) {
       const agent = find(req.name);
+      annotateAgentCall(agent);
       const started = performance.now();
       const { call, recalled } = await callOf(req, ctx, agent);
       const tier = call.tier ?? agent.modelTier;
@@ -201,9 +275,12 @@ export function createAgentServiceImpl(options: AgentServiceOptions): ServiceImp
         else if ("tool" in chunk) yield { event: { case: "toolCall", value: { name: chunk.tool.name, arguments: chunk.tool.arguments, result: chunk.tool.result } } };
         else done = chunk.done;
       }
-      const outcome = await runAgent(provider, agent, call, done);
+      // The deltas were the model's own text; the result carries the finished output.
+      const outcome = await finish(agent, call, await runAgent(provider, agent, call, done));
       const finished = result(agent, outcome, started);
-      await remember(organizationOf(ctx.requestHeader), agent, finished, req.run, recalled);
+      await remember(callerOrganization(ctx), agent, finished, req.run, recalled);
+      await keep(agent, finished, req, call, ctx);
+      recordAgentResult(agent, finished, started);
       yield { event: { case: "result", value: finished } };
     },
   };

@@ -1,17 +1,19 @@
 import { toJson } from "@bufbuild/protobuf";
-import type { DescMethod } from "@bufbuild/protobuf";
-import type { Interceptor } from "@connectrpc/connect";
 import type { JSONWebKeySet } from "jose";
 import { IdentityService, JsonWebKeySetSchema } from "../../gen/raptorflow/identity/v1/identity_pb.js";
 import { connectUpstream } from "../../mesh/clients.js";
-import { createAuthInterceptor } from "./auth-interceptor.js";
 import { createTokenVerifier, type TokenVerifier } from "./token-verifier.js";
 
 type Env = Record<string, string | undefined>;
 
 /** AuthSettings are what every service agrees on about access tokens. */
 export interface AuthSettings {
-  /** required is `AUTH=required`: every call but the anonymous ones needs a valid token. The default, `optional`, verifies a token only when one is sent. */
+  /**
+   * required is `AUTH=required`: every call but the public ones needs a
+   * valid token. `optional` verifies a token (and checks its role) only when
+   * one is sent. The default is `required` with NODE_ENV=production,
+   * `optional` otherwise (the embedded default's zero setup).
+   */
   readonly required: boolean;
   /** issuer is `AUTH_ISSUER` (default `raptorflow`): the identity service signs it into `iss`, every verifier checks it. */
   readonly issuer: string;
@@ -21,8 +23,10 @@ export interface AuthSettings {
 
 /** authSettings reads AUTH, AUTH_ISSUER and AUTH_AUDIENCE, failing fast on a bad value. */
 export function authSettings(env: Env = process.env): AuthSettings {
-  const mode = env.AUTH || "optional";
-  if (mode !== "optional" && mode !== "required") throw new Error(`AUTH must be "optional" (the default) or "required", got "${mode}"`);
+  const mode = env.AUTH || (env.NODE_ENV === "production" ? "required" : "optional");
+  if (mode !== "optional" && mode !== "required") {
+    throw new Error(`AUTH must be "required" (the default with NODE_ENV=production) or "optional" (the default otherwise), got "${mode}"`);
+  }
   return { required: mode === "required", issuer: env.AUTH_ISSUER || "raptorflow", audience: env.AUTH_AUDIENCE || "raptorflow" };
 }
 
@@ -58,15 +62,24 @@ export function tokenVerifierFromEnv(env: Env = process.env, settings: AuthSetti
   return { verifier: createTokenVerifier({ ...base, loadKeys }), close: () => identity.transport.close() };
 }
 
+/** ServerAuth is how a mesh server checks its callers (createMeshServer's `auth`). */
+export interface ServerAuth {
+  /** verifier checks access tokens. */
+  readonly verifier: TokenVerifier;
+  /** required refuses calls without a token but to public methods (AUTH=required). */
+  readonly required: boolean;
+}
+
 /**
- * authInterceptorFromEnv is what a service adds to its server's
- * interceptors: token verification as AUTH says, keys as
- * tokenVerifierFromEnv finds them. Close it with the server.
+ * serverAuthFromEnv is what a service gives createMeshServer as `auth`:
+ * token verification as AUTH says, keys as tokenVerifierFromEnv finds them;
+ * the roles each method allows come from the contracts. Close it with the
+ * server.
  */
-export function authInterceptorFromEnv(env: Env = process.env, anonymous?: (method: DescMethod) => boolean): { interceptor: Interceptor; close(): void } {
+export function serverAuthFromEnv(env: Env = process.env): ServerAuth & { close(): void } {
   const settings = authSettings(env);
   const { verifier, close } = tokenVerifierFromEnv(env, settings);
-  return { interceptor: createAuthInterceptor({ verifier, required: settings.required, anonymous }), close };
+  return { verifier, required: settings.required, close };
 }
 
 /** parseJwks reads a JWK Set of public keys from JSON, refusing one that carries private parts. */

@@ -116,9 +116,11 @@ describe("the auth interceptor", () => {
 });
 
 describe("authSettings", () => {
-  it("defaults to optional verification with issuer and audience raptorflow, and refuses unknown modes", () => {
+  it("defaults to optional verification (required in production) with issuer and audience raptorflow, and refuses unknown modes", () => {
     expect(authSettings({})).toEqual({ required: false, issuer: "raptorflow", audience: "raptorflow" });
+    expect(authSettings({ NODE_ENV: "production" }).required).toBe(true);
+    expect(authSettings({ NODE_ENV: "production", AUTH: "optional" }).required).toBe(false);
     expect(authSettings({ AUTH: "required", AUTH_ISSUER: "https://id.example.com", AUTH_AUDIENCE: "api" })).toEqual({ required: true, issuer: "https://id.example.com", audience: "api" });
-    expect(() => authSettings({ AUTH: "off" })).toThrow(/AUTH must be "optional" \(the default\) or "required", got "off"/);
+    expect(() => authSettings({ AUTH: "off" })).toThrow(/AUTH must be "required" \(the default with NODE_ENV=production\) or "optional" \(the default otherwise\), got "off"/);
   });
 });

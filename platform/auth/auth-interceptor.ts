@@ -17,8 +17,8 @@ export interface AuthInterceptorOptions {
    * anonymous tells which methods anyone may call without a token: signing
    * in, refreshing, the public keys. On those a token is not needed, and one
    * that does not verify is ignored rather than refused (a client may send
-   * its expired access token along with the refresh). The authorization
-   * interceptor will answer this from the contracts' method options.
+   * its expired access token along with the refresh). createMeshServer
+   * answers it from the contracts: `(raptorflow.api.v1.policy).public`.
    */
   readonly anonymous?: (method: DescMethod) => boolean;
 }

@@ -1,6 +1,7 @@
+import { randomUUID } from "node:crypto";
 import { fastifyConnectPlugin } from "@connectrpc/connect-fastify";
 import type { ConnectRouter } from "@connectrpc/connect";
-import Fastify, { type FastifyInstance } from "fastify";
+import Fastify, { type FastifyBaseLogger, type FastifyInstance } from "fastify";
 import type { DescMethod } from "@bufbuild/protobuf";
 import { bindingsOf, type TranscodedService } from "./bindings.js";
 import { credentialRateLimitPlugin, type CredentialRateLimitOptions } from "./credential-rate-limit-plugin.js";
@@ -8,8 +9,15 @@ import { docsPlugin } from "./docs-plugin.js";
 import { createForwarder } from "./forwarder.js";
 import { openApiDocument } from "./openapi.js";
 import { restTranscoder } from "./transcoder.js";
-import type { RateLimiter } from "../../platform/kv/rate-limiter.js";
-import { rateLimitPlugin } from "./rate-limit-plugin.js";
+import { rateLimitPlugin, type RateLimitPluginOptions } from "./rate-limit-plugin.js";
+import { browserAccess } from "./browser-access.js";
+import { createGatewayServer, type GatewayServerOptions } from "./http-server.js";
+import { useJsonBodyLimits } from "./json-body.js";
+import { malformedBodiesAreInvalid } from "./malformed-bodies.js";
+import { logger } from "../../mesh/logger.js";
+import { livenessReport, readinessCode, readinessReport, type ReadinessReport } from "../../mesh/ops-http.js";
+import { createServiceHealth, type ServiceHealth } from "../../mesh/service-health.js";
+import { createGatewayRpcInterceptor, httpCallOf, tracedHandler } from "./http-telemetry.js";
 
 /** GatewayAppOptions configure a gateway for any set of gRPC services. */
 export interface GatewayAppOptions {
@@ -27,39 +35,84 @@ export interface GatewayAppOptions {
   readonly title?: string;
   /** version of the API in the OpenAPI document. */
   readonly version?: string;
-  /** rateLimiter, when given, limits every request (see rate-limit-plugin.ts). */
-  readonly rateLimiter?: RateLimiter;
+  /** rateLimit, when given, limits every request per organization and per access token (see rate-limit-plugin.ts). */
+  readonly rateLimit?: RateLimitPluginOptions;
   /** credentialRateLimit, when given, is the stricter limit on the RPCs that take credentials (`methods`; see credential-rate-limit-plugin.ts). */
   readonly credentialRateLimit?: Omit<CredentialRateLimitOptions, "routes"> & { readonly methods: readonly DescMethod[] };
+  /** server bounds what a client can hold: TLS, header size, the time to send a request, idle connections (http-server.ts). */
+  readonly server?: GatewayServerOptions;
+  /** maxJsonDepth bounds how deep a JSON request body nests (400 past it; default 64). */
+  readonly maxJsonDepth?: number;
+  /** corsOrigins are the origins whose pages may call the gateway from a browser (`*` for any; none by default). */
+  readonly corsOrigins?: readonly string[];
   /** onClose runs when the app closes (close transports here). */
   readonly onClose?: () => void | Promise<void>;
+  /** health is the gateway's serving state (its dependencies watched by the caller); SERVING from ready until close. */
+  readonly health?: ServiceHealth;
+  /** readiness is what `/readyz` reports; the gateway's own health by default (ours adds the mesh). */
+  readonly readiness?: () => ReadinessReport | Promise<ReadinessReport>;
 }
 
 /**
  * createGatewayApp builds the gateway for any gRPC services: REST from their
  * `google.api.http` annotations (the transcoder), Connect and gRPC-Web for
  * browsers (connect-fastify, forwarding), an OpenAPI 3.1 document at
- * `/openapi.json` with an interactive page at `/docs`, and `GET /healthz`. Our own gateway
- * and `raptorflow gateway --descriptor-set` both use it.
+ * `/openapi.json` with an interactive page at `/docs`, `GET /healthz`, and `GET /livez` and
+ * `/readyz` (liveness; readiness with the dependencies). Every request is traced (a SERVER span
+ * continuing the caller's trace, whose `traceparent` the response carries), measured and, with
+ * `logger`, logged as JSON with its trace. Our own gateway and `raptorflow gateway
+ * --descriptor-set` both use it.
  */
 export async function createGatewayApp(options: GatewayAppOptions): Promise<FastifyInstance> {
-  const app = Fastify({ logger: options.logger ?? false, bodyLimit: options.maxRequestBytes ?? 1024 * 1024 });
+  const app = Fastify({
+    ...(options.logger ? { loggerInstance: logger("http") as FastifyBaseLogger } : { logger: false }),
+    bodyLimit: options.maxRequestBytes ?? 1024 * 1024,
+    // The request's id is the caller's X-Request-Id when it sent one, so log lines and the upstream calls agree.
+    genReqId: (req) => {
+      const id = req.headers["x-request-id"];
+      return typeof id === "string" && id !== "" ? id : randomUUID();
+    },
+    serverFactory: (handler) => createGatewayServer(tracedHandler(handler), options.server),
+  }) as unknown as FastifyInstance;
+  const health = options.health ?? createServiceHealth();
+  const readiness = options.readiness ?? (() => readinessReport(health));
   let draining = false;
+  app.addHook("onReady", async () => {
+    health.setServing(true);
+  });
   app.addHook("preClose", async () => {
     draining = true;
+    health.setServing(false);
+  });
+  // The route template names the request in its span and metrics; the transcoder refines it to the binding's.
+  app.addHook("onRequest", async (request) => {
+    const call = httpCallOf(request.raw);
+    if (call && !call.route && request.routeOptions.url) call.route = request.routeOptions.url;
   });
   app.addHook("onClose", async () => {
+    health.close();
     await options.onClose?.();
   });
-  if (options.rateLimiter) await app.register(rateLimitPlugin, { limiter: options.rateLimiter });
+  // Security headers on every answer, CORS for the configured browser origins (preflights answered before anything else).
+  const corsAnswersPreflight = await browserAccess(app, { corsOrigins: options.corsOrigins, tls: options.server?.tls !== undefined });
+  if (options.rateLimit) await app.register(rateLimitPlugin, options.rateLimit);
   if (options.credentialRateLimit) {
     const { methods, ...limits } = options.credentialRateLimit;
     await app.register(credentialRateLimitPlugin, { ...limits, routes: bindingsOf(options.services).filter((b) => methods.includes(b.method)) });
   }
   app.get("/healthz", async (_req, reply) => reply.code(draining ? 503 : 200).send({ status: draining ? "draining" : "serving" }));
+  app.get("/livez", async () => livenessReport());
+  app.get("/readyz", async (_req, reply) => {
+    const report = await readiness();
+    return reply.code(readinessCode(report)).header("cache-control", "no-store").send(report);
+  });
   await app.register(fastifyConnectPlugin, {
+    interceptors: [createGatewayRpcInterceptor()],
+    // Connect and gRPC-Web bodies are read by Connect, not by fastify: bound them the same.
+    readMaxBytes: options.maxRequestBytes ?? 1024 * 1024,
     routes: (router: ConnectRouter) => {
       for (const { service, transport } of options.services) router.service(service, createForwarder(service, transport));
+      malformedBodiesAreInvalid(router);
     },
   });
   const document = openApiDocument({
@@ -68,8 +121,12 @@ export async function createGatewayApp(options: GatewayAppOptions): Promise<Fast
     version: options.version ?? "1",
   });
   await app.register(docsPlugin({ document }));
-  await app.register(
-    restTranscoder({ services: options.services, timeoutMs: options.timeoutMs, maxResponseBytes: options.maxResponseBytes }),
-  );
+  // The REST routes read JSON bodies with a depth limit (Connect reads its own, in its plugin's scope).
+  await app.register(async (rest) => {
+    useJsonBodyLimits(rest, options.maxJsonDepth ?? 64);
+    await rest.register(
+      restTranscoder({ services: options.services, timeoutMs: options.timeoutMs, maxResponseBytes: options.maxResponseBytes, answerOptions: !corsAnswersPreflight }),
+    );
+  });
   return app;
 }

@@ -2,6 +2,7 @@ import { randomFillSync, randomUUID } from "node:crypto";
 import { Code, ConnectError } from "@connectrpc/connect";
 import { parseTimeout } from "@connectrpc/connect/protocol-grpc";
 import type { IncomingHttpHeaders } from "node:http";
+import { activeTraceparent } from "./http-telemetry.js";
 
 /** UpstreamCall is what the gateway sends upstream besides the message. */
 export interface UpstreamCall {
@@ -45,16 +46,21 @@ export interface RequestIdentity {
   readonly traceparent: string;
 }
 
-/** requestIdentity reads (or makes) a request's id and trace context; every answer, errors included, carries them. */
-export function requestIdentity(headers: IncomingHttpHeaders): RequestIdentity {
+/**
+ * requestIdentity reads (or makes) a request's id and trace context; every
+ * answer, errors included, carries them. With tracing on, the trace context
+ * is the gateway's server span (the caller's trace continued, or a new one);
+ * without, the caller's is passed on as it came, or a new trace is made.
+ */
+export function requestIdentity(headers: IncomingHttpHeaders, fallbackId?: string): RequestIdentity {
   const one = (k: string): string | undefined => {
     const v = headers[k];
     return Array.isArray(v) ? v[0] : v;
   };
   const given = one("traceparent");
   return {
-    requestId: one("x-request-id") || randomUUID(),
-    traceparent: given && traceparentPattern.test(given) ? given : `00-${randomHex(16)}-${randomHex(8)}-01`,
+    requestId: one("x-request-id") || fallbackId || randomUUID(),
+    traceparent: activeTraceparent() ?? (given && traceparentPattern.test(given) ? given : `00-${randomHex(16)}-${randomHex(8)}-01`),
   };
 }
 

@@ -116,7 +116,12 @@ function setPath(json: JsonObject, message: DescMessage, path: string[], values:
     if (field.fieldKind !== "message" || field.message.typeName.startsWith("google.protobuf.")) {
       throw new ConnectError(`${source}: "${head}" has no fields`, Code.InvalidArgument);
     }
-    const child = (json[field.jsonName] ??= {}) as JsonObject;
+    // The body may have set the field already (`PATCH /api/moves/{move.name}` with a body for `move`): it must be an object to take the path's value.
+    const given = json[field.jsonName];
+    if (given !== undefined && given !== null && (typeof given !== "object" || Array.isArray(given))) {
+      throw new ConnectError(`${source}: "${field.name}" must be a JSON object`, Code.InvalidArgument);
+    }
+    const child = (json[field.jsonName] = (given ?? {}) as JsonObject);
     setPath(child, field.message, rest, values, source);
     return;
   }

@@ -6,6 +6,9 @@ import { file_google_rpc_error_details } from "../../gen/google/rpc/error_detail
 import { bindingsOf, type Binding, type TranscodedService } from "./bindings.js";
 import { metadataHeaders, requestIdentity, upstreamCall, type RequestIdentity } from "./http-headers.js";
 import { requestMessage } from "./request-message.js";
+import { callFields } from "../../mesh/call-scope.js";
+import { recordServerCall, type RpcCall } from "../../mesh/telemetry-interceptor.js";
+import { annotateRpc } from "./http-telemetry.js";
 import { isResponseTooLarge, responseText, sendError, writeStream, type ResponseLimits } from "./responses.js";
 
 export { bindingsOf, type Binding, type TranscodedService } from "./bindings.js";
@@ -19,6 +22,8 @@ export interface TranscoderOptions {
   readonly timeoutMs: number;
   /** maxResponseBytes bounds a JSON response or one stream message (default 4 MiB). */
   readonly maxResponseBytes?: number;
+  /** answerOptions answers OPTIONS (405 with `Allow`); false leaves OPTIONS to a CORS plugin that answers preflights. */
+  readonly answerOptions?: boolean;
 }
 
 const methods = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"] as const;
@@ -64,6 +69,11 @@ export function restTranscoder(options: TranscoderOptions) {
       return sendError(reply, new ConnectError(`method ${request.method} is not allowed on ${path}`, Code.Unimplemented), registry, 405);
     }
     const { binding, vars } = found;
+    const rpc: RpcCall = { system: "http", service: binding.method.parent.typeName, method: binding.method.name };
+    annotateRpc(request.raw, rpc, binding.template.source);
+    // The RPC is measured as every service measures the ones it answers (rpc.server.call.duration).
+    const started = performance.now();
+    const measured = (code: Code | 0): void => recordServerCall(rpc, code, (performance.now() - started) / 1000);
     try {
       const call = upstreamCall(request.headers, identities.get(request) ?? requestIdentity(request.headers), options.timeoutMs);
       const message = requestMessage(binding, {
@@ -75,6 +85,7 @@ export function restTranscoder(options: TranscoderOptions) {
       if (binding.method.methodKind === "unary") {
         const res = await binding.transport.unary(binding.method as DescMethodUnary, signal, call.timeoutMs, call.header, message);
         const text = responseText(binding, res.message, registry, limits);
+        measured(0);
         return reply
           .code(binding.successCode)
           .headers({ ...metadataHeaders(res.header), ...metadataHeaders(res.trailer, "grpc-trailer-") })
@@ -85,11 +96,15 @@ export function restTranscoder(options: TranscoderOptions) {
         const res = await binding.transport.stream(binding.method as DescMethodStreaming, signal, call.timeoutMs, call.header, createAsyncIterable([message]));
         const framing = String(request.headers.accept ?? "").includes("text/event-stream") ? "sse" : "ndjson";
         const headers = { "x-request-id": call.requestId, traceparent: call.traceparent, ...metadataHeaders(res.header) };
-        return await writeStream(reply, binding, res.message, registry, limits, framing, headers);
+        const sent = await writeStream(reply, binding, res.message, registry, limits, framing, headers);
+        // A failure after the first message is the stream's last frame, not the call's status.
+        measured(0);
+        return sent;
       }
       throw new ConnectError(`${binding.method.name} streams requests and has no REST form`, Code.Unimplemented);
     } catch (e) {
       const err = ConnectError.from(e);
+      measured(err.code);
       return sendError(reply, err, registry, isResponseTooLarge(err) ? 502 : undefined);
     }
   };
@@ -105,11 +120,13 @@ export function restTranscoder(options: TranscoderOptions) {
       return sendError(reply, new ConnectError("internal error", Code.Internal, undefined, undefined, err), registry, 500);
     });
     app.addHook("onRequest", async (request, reply) => {
-      const identity = requestIdentity(request.headers);
+      const identity = requestIdentity(request.headers, request.id);
       identities.set(request, identity);
+      const fields = callFields();
+      if (fields) fields.requestId = identity.requestId;
       reply.header("x-request-id", identity.requestId).header("traceparent", identity.traceparent);
     });
-    app.route({ method: [...methods], url: "/*", handler: handle });
+    app.route({ method: options.answerOptions === false ? methods.filter((m) => m !== "OPTIONS") : [...methods], url: "/*", handler: handle });
   };
 }
 

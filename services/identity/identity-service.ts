@@ -5,7 +5,7 @@ import type { JSONWebKeySet } from "jose";
 import { ApiKeySchema, IdentityService, TokenSchema, type ApiKey as ApiKeyMessage, type Token } from "../../gen/raptorflow/identity/v1/identity_pb.js";
 import { principalKey, type Principal } from "../../mesh/call-context.js";
 import { paginate } from "../../platform/pagination.js";
-import type { AccessTokenIssuer } from "./access-tokens.js";
+import type { AccessTokenIssuer } from "../../platform/auth/access-tokens.js";
 import { checkRole, isId, type ApiKey, type IdentityStore, type Role } from "./store/identity-store.js";
 
 /** IdentityImplOptions are the identity service's dependencies. */

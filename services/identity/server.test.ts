@@ -14,7 +14,7 @@ import { createTokenVerifier } from "../../platform/auth/token-verifier.js";
 import type { Database } from "../../platform/db/database.js";
 import { plainUnary } from "../../test/support/grpc-client.js";
 import { createIdentityServer, identitySettings } from "./server.js";
-import { generateSigningKey, parseSigningKeys } from "./signing-keys.js";
+import { generateSigningKey, parseSigningKeys } from "../../platform/auth/signing-keys.js";
 import { createMemoryIdentityStore, type IdentityStore } from "./store/identity-store.js";
 import { openIdentityDatabase } from "./store/open-store.js";
 import { createPasswordHasher } from "./store/password-hash.js";

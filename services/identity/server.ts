@@ -1,14 +1,12 @@
-import type { DescMethod } from "@bufbuild/protobuf";
 import { IdentityService } from "../../gen/raptorflow/identity/v1/identity_pb.js";
 import { createMeshServer, type MeshServer } from "../../mesh/grpc-server.js";
 import { authSettings } from "../../platform/auth/auth-from-env.js";
-import { createAuthInterceptor } from "../../platform/auth/auth-interceptor.js";
 import { createTokenVerifier } from "../../platform/auth/token-verifier.js";
 import { openServiceDatabase } from "../../platform/db/database.js";
 import { withDatabase } from "../../platform/db/health.js";
-import { createAccessTokenIssuer, durationSetting, maxAccessTokenTtlMs } from "./access-tokens.js";
+import { createAccessTokenIssuer, durationSetting, maxAccessTokenTtlMs } from "../../platform/auth/access-tokens.js";
 import { createIdentityImpl } from "./identity-service.js";
-import { loadSigningKeys, type SigningKeys } from "./signing-keys.js";
+import { loadSigningKeys, type SigningKeys } from "../../platform/auth/signing-keys.js";
 import { createMemoryIdentityStore, type IdentityStore } from "./store/identity-store.js";
 import { identityDatabase } from "./store/open-store.js";
 import { createPgIdentityStore } from "./store/pg-identity-store.js";
@@ -38,19 +36,6 @@ export function identitySettings(env: Env = process.env): IdentitySettings {
   };
 }
 
-/** anonymousMethods may be called without a token: signing in, refreshing, signing out and the public keys. */
-const anonymousMethods: ReadonlySet<DescMethod> = new Set<DescMethod>([
-  IdentityService.method.createToken,
-  IdentityService.method.refreshToken,
-  IdentityService.method.revokeToken,
-  IdentityService.method.getJsonWebKeySet,
-]);
-
-/** isAnonymous tells whether an identity method may be called without a token. */
-export function isAnonymous(method: DescMethod): boolean {
-  return anonymousMethods.has(method);
-}
-
 /** IdentityServerOptions are what an identity server is made of. */
 export interface IdentityServerOptions {
   /** store keeps the identities. */
@@ -64,14 +49,16 @@ export interface IdentityServerOptions {
 /**
  * createIdentityServer is a mesh server (validation, health, reflection)
  * serving IdentityService over the given store and keys, verifying access
- * tokens with its own public keys. Tests build it on their own store.
+ * tokens with its own public keys; who may call what comes from the
+ * contract (sign-in, refresh, sign-out and the JWKS are public). Tests
+ * build it on their own store.
  */
 export function createIdentityServer({ store, keys, settings }: IdentityServerOptions): MeshServer {
   const tokens = createAccessTokenIssuer({ keys, issuer: settings.issuer, audience: settings.audience, ttlMs: settings.accessTtlMs });
   const verifier = createTokenVerifier({ keys: keys.publicJwks, issuer: settings.issuer, audience: settings.audience });
   return createMeshServer({
     services: [{ service: IdentityService, impl: createIdentityImpl({ store, tokens, publicJwks: keys.publicJwks, refreshTtlMs: settings.refreshTtlMs }) }],
-    interceptors: [createAuthInterceptor({ verifier, required: settings.required, anonymous: isAnonymous })],
+    auth: { verifier, required: settings.required },
   });
 }
 

@@ -2,7 +2,7 @@ import { create } from "@bufbuild/protobuf";
 import { timestampFromDate } from "@bufbuild/protobuf/wkt";
 import { Code, ConnectError, type ServiceImpl } from "@connectrpc/connect";
 import { MemoryKind, MemorySchema, type Memory, type MemoryService } from "../../gen/raptorflow/v2/memory_pb.js";
-import { organizationOf } from "../../mesh/call-context.js";
+import { callerOrganization } from "../../mesh/call-context.js";
 import type { MemoryBank, MemoryItem } from "../../platform/memory/memory-bank.js";
 
 /** memoryKinds maps the contract's kinds to the names the bank stores. */
@@ -39,16 +39,16 @@ export function createMemoryServiceImpl(bank: MemoryBank): ServiceImpl<typeof Me
   return {
     async createMemory(req, ctx) {
       const m = req.memory!;
-      const item = await bank.add(organizationOf(ctx.requestHeader), { kind: memoryKinds.get(m.kind)!, content: m.content, source: m.source, labels: m.labels });
+      const item = await bank.add(callerOrganization(ctx), { kind: memoryKinds.get(m.kind)!, content: m.content, source: m.source, labels: m.labels });
       return memoryOf(item);
     },
     async getMemory(req, ctx) {
-      const item = await bank.get(organizationOf(ctx.requestHeader), idOf(req.name));
+      const item = await bank.get(callerOrganization(ctx), idOf(req.name));
       if (!item) throw notFound(req.name);
       return memoryOf(item);
     },
     async listMemories(req, ctx) {
-      const { items, nextPageToken } = await bank.list(organizationOf(ctx.requestHeader), {
+      const { items, nextPageToken } = await bank.list(callerOrganization(ctx), {
         kind: memoryKinds.get(req.kind),
         pageSize: req.pageSize || 50,
         pageToken: req.pageToken,
@@ -56,11 +56,11 @@ export function createMemoryServiceImpl(bank: MemoryBank): ServiceImpl<typeof Me
       return { memories: items.map(memoryOf), nextPageToken };
     },
     async deleteMemory(req, ctx) {
-      if (!(await bank.delete(organizationOf(ctx.requestHeader), idOf(req.name)))) throw notFound(req.name);
+      if (!(await bank.delete(callerOrganization(ctx), idOf(req.name)))) throw notFound(req.name);
       return {};
     },
     async searchMemories(req, ctx) {
-      const found = await bank.search(organizationOf(ctx.requestHeader), req.query, {
+      const found = await bank.search(callerOrganization(ctx), req.query, {
         kinds: req.kinds.map((k) => memoryKinds.get(k)!),
         k: req.pageSize || 5,
       });

@@ -3,6 +3,7 @@ import { CampaignSchema, CampaignService } from "../../gen/raptorflow/v2/campaig
 import { MemoryService } from "../../gen/raptorflow/v2/memory_pb.js";
 import { createAgentMemory } from "../../platform/agents/agent-memory.js";
 import { buildAgentServer } from "../../platform/agents/agent-server.js";
+import { serverAuthFromEnv } from "../../platform/auth/auth-from-env.js";
 import { providerFromEnv } from "../../platform/llm/provider-from-env.js";
 import { openDatabase, openServiceDatabase, type Database, type DatabaseOptions } from "../../platform/db/database.js";
 import { withDatabase } from "../../platform/db/health.js";
@@ -32,6 +33,7 @@ export function openV2Database(env: Record<string, string | undefined> = process
 export async function build(env: Record<string, string | undefined> = process.env): Promise<ReturnType<typeof buildAgentServer>> {
   // Configuration errors first: a bad LLM_PROVIDER fails before the database opens.
   const provider = providerFromEnv(env);
+  const auth = serverAuthFromEnv(env);
   const embeddings = embeddingsFromEnv(memoryDimensions, env);
   const db = await openServiceDatabase(v2Database(env));
   try {
@@ -41,9 +43,10 @@ export async function build(env: Record<string, string | undefined> = process.en
     const server = buildAgentServer({
       catalogDir: import.meta.dirname,
       provider,
+      auth,
       memory: createAgentMemory(bank),
       services: () => [
-        { service: CampaignService, impl: createResourceServiceImpl(CampaignService, campaigns, { dependants: [{ collection: "assets", store: assets, field: "campaign" }] }) },
+        { service: CampaignService, impl: createResourceServiceImpl(CampaignService, campaigns, { dependants: [{ schema: AssetSchema, store: assets, field: "campaign" }] }) },
         { service: AssetService, impl: createResourceServiceImpl(AssetService, assets) },
         { service: MemoryService, impl: createMemoryServiceImpl(bank) },
       ],

@@ -44,7 +44,7 @@ describe("legacy /api/v3 routes", () => {
     const v2 = caps.json.systems.find((s: { system: string }) => s.system === "AGENT_SYSTEM_V2");
     expect(v2.departments).toHaveLength(9);
     expect(caps.json.routeModes).toEqual(["ROUTE_MODE_V1", "ROUTE_MODE_V2", "ROUTE_MODE_HYBRID"]);
-    expect(caps.json.router).toBe("keyword-v0");
+    expect(caps.json.router).toBe("semantic-v1");
   });
 
   it("batch runs every request in order, and one bad request fails the whole batch before any runs", async () => {

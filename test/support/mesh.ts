@@ -1,7 +1,7 @@
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { launchMesh, stopMesh, type StartedService } from "../../mesh/local-runner.js";
+import { launchMesh, stopMesh, type LaunchOptions, type StartedService } from "../../mesh/local-runner.js";
 import type { ServiceName } from "../../mesh/topology.js";
 
 /** TestMesh is the whole mesh running as real processes on free ports. */
@@ -20,7 +20,7 @@ export interface TestMesh {
 }
 
 /** startTestMesh launches the services exactly as `raptorflow start` does, on ports the OS picks. */
-export async function startTestMesh(env: Record<string, string> = {}): Promise<TestMesh> {
+export async function startTestMesh(env: Record<string, string> = {}, options: LaunchOptions = {}): Promise<TestMesh> {
   // Each mesh gets its own data folder: embedded databases are one process's each.
   const dataDir = mkdtempSync(join(tmpdir(), "raptorflow-mesh-"));
   const services = await launchMesh({
@@ -33,7 +33,7 @@ export async function startTestMesh(env: Record<string, string> = {}): Promise<T
     V2_AGENTS_PORT: "0",
     IDENTITY_PORT: "0",
     ...env,
-  });
+  }, options);
   const address = (name: ServiceName): string => `127.0.0.1:${services.find((s) => s.name === name)!.port}`;
   const gatewayUrl = `http://${address("gateway")}`;
   return {

@@ -1,7 +1,7 @@
 import { SignJWT } from "jose";
 import { uuidv7 } from "uuidv7";
-import { accessTokenType } from "../../platform/auth/token-verifier.js";
-import type { Role } from "../../platform/auth/roles.js";
+import { accessTokenType } from "./token-verifier.js";
+import type { Role } from "./roles.js";
 import type { SigningKeys } from "./signing-keys.js";
 
 /** AccessTokenIssuerOptions configure how access tokens are made. */

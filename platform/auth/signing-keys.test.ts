@@ -4,7 +4,7 @@ import { join } from "node:path";
 import { Code, ConnectError } from "@connectrpc/connect";
 import { decodeProtectedHeader, generateSecret, SignJWT, UnsecuredJWT, type JWK } from "jose";
 import { afterAll, describe, expect, it } from "vitest";
-import { createTokenVerifier } from "../../platform/auth/token-verifier.js";
+import { createTokenVerifier } from "./token-verifier.js";
 import { createAccessTokenIssuer, parseDuration } from "./access-tokens.js";
 import { generateSigningKey, loadSigningKeys, localKeyPath, parseSigningKeys, type SigningKeys } from "./signing-keys.js";
 
