@@ -43,6 +43,12 @@ export interface GatewayAppOptions {
   readonly server?: GatewayServerOptions;
   /** maxJsonDepth bounds how deep a JSON request body nests (400 past it; default 64). */
   readonly maxJsonDepth?: number;
+  /**
+   * trustedProxies are the addresses or CIDR ranges of the load balancers in
+   * front of the gateway: from them, the client address (for rate limits and
+   * logs) is read from X-Forwarded-For. None by default: the TCP peer counts.
+   */
+  readonly trustedProxies?: readonly string[];
   /** corsOrigins are the origins whose pages may call the gateway from a browser (`*` for any; none by default). */
   readonly corsOrigins?: readonly string[];
   /** onClose runs when the app closes (close transports here). */
@@ -67,6 +73,8 @@ export async function createGatewayApp(options: GatewayAppOptions): Promise<Fast
   const app = Fastify({
     ...(options.logger ? { loggerInstance: logger("http") as FastifyBaseLogger } : { logger: false }),
     bodyLimit: options.maxRequestBytes ?? 1024 * 1024,
+    // Fastify's trustProxy walks X-Forwarded-For back through the trusted hops only.
+    trustProxy: options.trustedProxies?.length ? [...options.trustedProxies] : false,
     // The request's id is the caller's X-Request-Id when it sent one, so log lines and the upstream calls agree.
     genReqId: (req) => {
       const id = req.headers["x-request-id"];

@@ -8,6 +8,8 @@ import { IcpService } from "../../gen/raptorflow/v1/icp_pb.js";
 import { createTestPki, hasOpenssl, type TestPki } from "../../test/support/certificates.js";
 import { createGatewayApp, type GatewayAppOptions } from "./gateway-app.js";
 import { jsonDepthExceeds } from "./json-body.js";
+import { createMemoryKeyValueStore } from "../../platform/kv/memory-kv-store.js";
+import { createRateLimiter } from "../../platform/kv/rate-limiter.js";
 import { hardeningFromEnv } from "./settings.js";
 
 /** gateway is a gateway in front of an in-memory orchestrator whose CreateRun answers with the input it got, and an ICP service. */
@@ -219,7 +221,7 @@ describe.skipIf(!hasOpenssl)("TLS on the gateway", () => {
 
 describe("hardeningFromEnv", () => {
   it("reads the bounds and refuses bad ones by name", () => {
-    expect(hardeningFromEnv({})).toEqual({ server: { tls: undefined, maxHeaderBytes: undefined, headersTimeoutMs: undefined, requestTimeoutMs: undefined, idleTimeoutMs: undefined }, maxJsonDepth: 64, corsOrigins: [] });
+    expect(hardeningFromEnv({})).toEqual({ server: { tls: undefined, maxHeaderBytes: undefined, headersTimeoutMs: undefined, requestTimeoutMs: undefined, idleTimeoutMs: undefined }, maxJsonDepth: 64, corsOrigins: [], trustedProxies: [] });
     expect(hardeningFromEnv({ GATEWAY_CORS_ORIGINS: "https://a.example, http://localhost:5173", GATEWAY_MAX_HEADER_BYTES: "8192" })).toMatchObject({
       corsOrigins: ["https://a.example", "http://localhost:5173"],
       server: { maxHeaderBytes: 8192 },
@@ -229,5 +231,34 @@ describe("hardeningFromEnv", () => {
     expect(() => hardeningFromEnv({ GATEWAY_CORS_ORIGINS: "a.example" })).toThrow(/is not an origin/);
     expect(() => hardeningFromEnv({ GATEWAY_MAX_JSON_DEPTH: "0" })).toThrow(/at least 1/);
     expect(() => hardeningFromEnv({ GATEWAY_REQUEST_TIMEOUT_MS: "soon" })).toThrow('GATEWAY_REQUEST_TIMEOUT_MS must be a whole number, got "soon"');
+    expect(hardeningFromEnv({ GATEWAY_TRUSTED_PROXIES: "10.0.0.0/8, 127.0.0.1, fd00::/8" }).trustedProxies).toEqual(["10.0.0.0/8", "127.0.0.1", "fd00::/8"]);
+    expect(() => hardeningFromEnv({ GATEWAY_TRUSTED_PROXIES: "10.0.0.0/33" })).toThrow('GATEWAY_TRUSTED_PROXIES: "10.0.0.0/33" is not an IP address or CIDR range');
+    expect(() => hardeningFromEnv({ GATEWAY_TRUSTED_PROXIES: "lb.example" })).toThrow(/"lb.example" is not an IP address/);
+  });
+});
+
+describe("clients behind a load balancer", () => {
+  const limited = (trustedProxies?: readonly string[]) =>
+    gateway({ trustedProxies, rateLimit: { perOrganization: createRateLimiter(createMemoryKeyValueStore(), { limit: 1, windowMs: 60_000 }) } });
+  const from = (app: FastifyInstance, client: string, remoteAddress = "10.1.2.3") =>
+    app.inject({ url: "/v3/capabilities", remoteAddress, headers: { "x-forwarded-for": client } });
+
+  it("from a trusted proxy, each client address in X-Forwarded-For has its own allowance", async () => {
+    const app = await limited(["10.0.0.0/8"]);
+    expect((await from(app, "203.0.113.7")).statusCode).toBe(200);
+    expect((await from(app, "203.0.113.7")).statusCode).toBe(429);
+    expect((await from(app, "198.51.100.4")).statusCode).toBe(200);
+    await app.close();
+  });
+
+  it("without trusted proxies, X-Forwarded-For is ignored: a client cannot buy allowances by inventing addresses", async () => {
+    const app = await limited();
+    expect((await from(app, "203.0.113.7")).statusCode).toBe(200);
+    expect((await from(app, "198.51.100.4")).statusCode).toBe(429);
+    // Nor from a proxy that is not the trusted one.
+    const trusting = await limited(["192.168.0.0/16"]);
+    expect((await from(trusting, "203.0.113.7")).statusCode).toBe(200);
+    expect((await from(trusting, "198.51.100.4")).statusCode).toBe(429);
+    await Promise.all([app.close(), trusting.close()]);
   });
 });

@@ -140,6 +140,7 @@ export async function build(options: GatewayOptions = {}): Promise<FastifyInstan
     server: hardening.server,
     maxJsonDepth: hardening.maxJsonDepth,
     corsOrigins: hardening.corsOrigins,
+    trustedProxies: hardening.trustedProxies,
     credentialRateLimit: {
       methods: [IdentityService.method.createToken, IdentityService.method.refreshToken, IdentityService.method.revokeToken],
       signIns: [IdentityService.method.createToken],
