@@ -93,6 +93,23 @@ describe("malformed requests the fuzz test found answering 5xx", () => {
     await app.close();
   });
 
+  it("a gRPC-Web binary body that is not the method's message ends with grpc-status 3 (invalid argument), not 13; good calls are untouched", async () => {
+    const app = await gateway();
+    const frame = (flag: number, body: Uint8Array) => Buffer.concat([Buffer.from([flag, 0, 0, 0, body.length]), Buffer.from(body)]);
+    const grpcWeb = { "content-type": "application/grpc-web+proto", "x-grpc-web": "1" };
+    const bad = await app.inject({ method: "POST", url: "/raptorflow.v3.OrchestratorService/CreateRun", headers: grpcWeb, payload: frame(0, new Uint8Array([0xff, 0xff, 0xff])) });
+    const trailer = bad.rawPayload.subarray(5).toString();
+    expect(bad.rawPayload[0]).toBe(0x80);
+    expect(trailer).toMatch(/^grpc-status: 3\r$/m);
+    expect(decodeURIComponent(/grpc-message: (.*)\r/.exec(trailer)?.[1] ?? "")).toContain("is not a valid raptorflow.v3.CreateRunRequest");
+    // A well-formed call: a data frame (input "hi"), then its trailer with grpc-status 0.
+    const good = await app.inject({ method: "POST", url: "/raptorflow.v3.OrchestratorService/CreateRun", headers: grpcWeb, payload: frame(0, new Uint8Array([0x0a, 2, 0x68, 0x69])) });
+    expect(good.rawPayload[0]).toBe(0);
+    expect(good.rawPayload.toString()).toContain("grpc-status: 0");
+    expect(good.rawPayload.toString()).toContain("runs/1");
+    await app.close();
+  });
+
   it("a body field that a path variable completes must be an object (400), whatever JSON the body is", async () => {
     const app = await gateway();
     for (const payload of ['"\\ud800"', "[1]", "7", "true"]) {
