@@ -5,7 +5,7 @@ import { keyReused } from "../../mesh/call-context.js";
 import type { Database } from "../db/database.js";
 import { decodePageToken, encodePageToken } from "../pagination.js";
 import { containment, filterTerms } from "./record-filter.js";
-import type { RecordStore } from "./resource-service.js";
+import { collectionOf, createMemoryStore, type RecordStore } from "./resource-service.js";
 import { RecordEntity, RecordKeyEntity, type RecordRow } from "./record-table.js";
 
 /**
@@ -81,4 +81,13 @@ export function createPgRecordStore<S extends DescMessage>(db: Database, schema:
       return { records: page.map((r) => recordOf(r.data)), nextPageToken: rows.length > pageSize ? encodePageToken(page[page.length - 1].id) : "" };
     },
   };
+}
+
+/**
+ * openRecordStore is a service's store for one resource: in its PostgreSQL
+ * schema when it has a database, in the process otherwise (DATA_STORE=memory).
+ * The collection is the one the resource's name pattern names.
+ */
+export function openRecordStore<S extends DescMessage>(db: Database | undefined, schema: S): RecordStore<MessageShape<S>> {
+  return db ? createPgRecordStore(db, schema, collectionOf(schema)) : createMemoryStore(schema);
 }

@@ -14,8 +14,8 @@ import { PositioningSchema, PositioningService } from "../../gen/raptorflow/v1/p
 import { StrategyProfileSchema, StrategyProfileService } from "../../gen/raptorflow/v1/strategy_profile_pb.js";
 import type { ServiceRegistration } from "../../mesh/grpc-server.js";
 import type { Database } from "../../platform/db/database.js";
-import { createPgRecordStore } from "../../platform/resources/pg-record-store.js";
-import { collectionOf, createMemoryStore, createResourceServiceImpl, type Dependant, type RecordStore } from "../../platform/resources/resource-service.js";
+import { openRecordStore } from "../../platform/resources/pg-record-store.js";
+import { collectionOf, createResourceServiceImpl, type Dependant, type RecordStore } from "../../platform/resources/resource-service.js";
 
 /**
  * v1Resources are V1's resource services and the record each manages, by
@@ -52,7 +52,7 @@ export type V1Stores = { readonly [C in V1Collection]: RecordStore<MessageShape<
 export function openV1Stores(db: Database | undefined): V1Stores {
   const entries = Object.entries(v1Resources).map(([collection, [, schema]]) => {
     if (collectionOf(schema) !== collection) throw new Error(`${schema.typeName} is not the ${collection} collection`);
-    return [collection, db ? createPgRecordStore(db, schema, collection) : createMemoryStore(schema)];
+    return [collection, openRecordStore(db, schema)];
   });
   return Object.fromEntries(entries) as unknown as V1Stores;
 }

@@ -9,9 +9,9 @@ import { openDatabase, openServiceDatabase, type Database, type DatabaseOptions 
 import { withDatabase } from "../../platform/db/health.js";
 import { embeddingsFromEnv } from "../../platform/memory/embeddings-from-env.js";
 import { createInProcessMemoryBank, createPgMemoryBank } from "../../platform/memory/memory-bank.js";
-import { createPgRecordStore } from "../../platform/resources/pg-record-store.js";
+import { openRecordStore } from "../../platform/resources/pg-record-store.js";
 import { recordEntities } from "../../platform/resources/record-table.js";
-import { createMemoryStore, createResourceServiceImpl } from "../../platform/resources/resource-service.js";
+import { createResourceServiceImpl } from "../../platform/resources/resource-service.js";
 import { createMemoryServiceImpl } from "./memory-service.js";
 import { memoryDimensions, memoryTable, migrations, schemaName } from "./store/schema.js";
 
@@ -38,8 +38,8 @@ export async function build(env: Record<string, string | undefined> = process.en
   const db = await openServiceDatabase(v2Database(env));
   try {
     const bank = db ? await createPgMemoryBank({ db, table: memoryTable, embeddings }) : createInProcessMemoryBank(embeddings);
-    const campaigns = db ? createPgRecordStore(db, CampaignSchema, "campaigns") : createMemoryStore(CampaignSchema);
-    const assets = db ? createPgRecordStore(db, AssetSchema, "assets") : createMemoryStore(AssetSchema);
+    const campaigns = openRecordStore(db, CampaignSchema);
+    const assets = openRecordStore(db, AssetSchema);
     const server = buildAgentServer({
       catalogDir: import.meta.dirname,
       provider,
