@@ -91,11 +91,12 @@ type RunEventInit = MessageInitShape<typeof RunEventSchema>;
  */
 export function createOrchestratorImpl(deps: OrchestratorDeps): ServiceImpl<typeof OrchestratorService> {
   let routerFor: { agents: readonly Agent[]; router: Router } | undefined;
-  const router = async (): Promise<Router> => {
-    const agents = await deps.catalog();
+  /** routerOf is the router of a catalog, built once per catalog the caller's cache hands out. */
+  const routerOf = (agents: readonly Agent[]): Router => {
     if (routerFor?.agents !== agents) routerFor = { agents, router: deps.router(agents) };
     return routerFor.router;
   };
+  const router = async (): Promise<Router> => routerOf(await deps.catalog());
 
   /**
    * decide is the route of a request, as ExplainRoute shows it and a run
@@ -103,14 +104,15 @@ export function createOrchestratorImpl(deps: OrchestratorDeps): ServiceImpl<type
    * organization's feedback), the planning step for a complex V2 request,
    * the checks, and the cost of the whole plan.
    */
-  const decide = async (req: ExplainRouteRequest | CreateRunRequest, org: string): Promise<RouteDecision> => {
-    const r = await router();
+  const decide = async (req: ExplainRouteRequest | CreateRunRequest, org: string, agents?: readonly Agent[]): Promise<RouteDecision> => {
+    const catalog = agents ?? (await deps.catalog());
+    const r = routerOf(catalog);
     const routeReq = { input: req.input, mode: req.mode, agents: req.agents, organization: org };
     let routed = r.route(routeReq);
     if (r.refine) routed = await r.refine(routeReq, routed);
     // A complex V2 request is planned by V2's orchestration agent first.
     if (wantsPlanner(req, routed)) routed.steps.unshift(plannerStep());
-    const decision = withQualityGate(routed, req.checks, await deps.catalog());
+    const decision = withQualityGate(routed, req.checks, catalog);
     if (r.estimateCost) decision.estimatedCostUsd = r.estimateCost(decision, req.input);
     return decision;
   };
@@ -118,7 +120,7 @@ export function createOrchestratorImpl(deps: OrchestratorDeps): ServiceImpl<type
   async function* execute(req: CreateRunRequest, ctx: HandlerContext, streaming: boolean): AsyncGenerator<RunEventInit> {
     const org = callerOrganization(ctx);
     const catalog = await deps.catalog();
-    const decision = await decide(req, org);
+    const decision = await decide(req, org, catalog);
     const now = timestampNow();
     const accepted: Run = create(RunSchema, {
       name: `runs/${uuidv7()}`,
