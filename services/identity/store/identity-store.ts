@@ -328,6 +328,19 @@ interface StoredToken extends RefreshToken {
   readonly tokenHash: string;
 }
 
+/**
+ * freshRefreshToken makes a new refresh token of a family: the token, shown
+ * once, and the record both stores keep of it (only its SHA-256).
+ */
+export function freshRefreshToken(
+  of: Pick<RefreshToken, "familyId" | "organizationId" | "userId" | "role">,
+  ttlMs: number,
+  at: Date,
+): { token: string; record: StoredToken } {
+  const token = newRefreshToken();
+  return { token, record: { id: uuidv7(), ...of, tokenHash: digestOf(token), expireTime: new Date(at.getTime() + ttlMs), createTime: at } };
+}
+
 interface StoredApiKey extends ApiKey {
   readonly keyHash: string;
 }
@@ -433,18 +446,7 @@ export function createMemoryIdentityStore(options: IdentityStoreOptions = {}): I
         if (!first || first.organizationId !== t.organizationId || first.userId !== t.userId) throw familyUnusable(familyId, "is unknown or belongs to another membership");
         if (familyRevoked(familyId)) throw familyUnusable(familyId, "is revoked");
       }
-      const token = newRefreshToken();
-      const at = now();
-      const stored: StoredToken = {
-        id: uuidv7(),
-        familyId,
-        organizationId: t.organizationId,
-        userId: t.userId,
-        role,
-        tokenHash: digestOf(token),
-        expireTime: new Date(at.getTime() + ttlMs),
-        createTime: at,
-      };
+      const { token, record: stored } = freshRefreshToken({ familyId, organizationId: t.organizationId, userId: t.userId, role }, ttlMs, now());
       tokens.set(stored.tokenHash, stored);
       families.set(familyId, [...(families.get(familyId) ?? []), stored.tokenHash]);
       return { token, refreshToken: publicToken(stored) };

@@ -1,7 +1,7 @@
 import type { EntityManager } from "@mikro-orm/postgresql";
 import { uuidv7 } from "uuidv7";
 import type { Database } from "../../../platform/db/database.js";
-import { digestOf, matchesDigest, newApiKey, newRefreshToken, parseApiKey } from "./credentials.js";
+import { digestOf, matchesDigest, newApiKey, parseApiKey } from "./credentials.js";
 import {
   checkDisplayName,
   checkPassword,
@@ -10,6 +10,7 @@ import {
   emailKey,
   emailTaken,
   familyUnusable,
+  freshRefreshToken,
   isId,
   lastUsedResolutionMs,
   normalizeEmail,
@@ -163,21 +164,8 @@ export function createPgIdentityStore(db: Database, options: IdentityStoreOption
         // A revoke that lands after this check is still caught: a token is only used while its family is unrevoked.
         if (owners[0].revoked) throw familyUnusable(familyId, "is revoked");
       }
-      const token = newRefreshToken();
-      const at = now();
-      const row: RefreshTokenRow = {
-        id: uuidv7(),
-        familyId,
-        organizationId: t.organizationId,
-        userId: t.userId,
-        role,
-        tokenHash: digestOf(token),
-        expireTime: new Date(at.getTime() + ttlMs),
-        usedTime: null,
-        revokedTime: null,
-        revokeReason: null,
-        createTime: at,
-      };
+      const { token, record } = freshRefreshToken({ familyId, organizationId: t.organizationId, userId: t.userId, role }, ttlMs, now());
+      const row: RefreshTokenRow = { ...record, usedTime: null, revokedTime: null, revokeReason: null };
       try {
         await em().insert(RefreshTokenEntity, row);
       } catch (e) {
