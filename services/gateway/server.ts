@@ -1,6 +1,6 @@
 import type { DescService } from "@bufbuild/protobuf";
 import type { FastifyInstance } from "fastify";
-import { createRouterTransport } from "@connectrpc/connect";
+import { createRouterTransport, type Transport } from "@connectrpc/connect";
 import { AssetService } from "../../gen/raptorflow/v1/asset_pb.js";
 import { CampaignService } from "../../gen/raptorflow/v1/campaign_pb.js";
 import { CohortService } from "../../gen/raptorflow/v1/cohort_pb.js";
@@ -123,12 +123,11 @@ export async function build(options: GatewayOptions = {}): Promise<FastifyInstan
   if (kv?.kind === "redis") health.watch(kvDependency(kv));
   // GET /v3/status is answered here, from every service's own status: a local service behind the same transcoder.
   const status = createRouterTransport(({ service }) => service(MeshStatusService, createMeshStatusImpl({ health, upstreams })));
+  // Where each exposed service is reached; the gateway answers the mesh status itself.
+  const transports: Readonly<Record<ServiceName, Transport>> = { orchestrator, "v1-agents": v1, "v2-agents": v2, identity, gateway: status };
   const app = await createGatewayApp({
     services: [
-      ...gatewayServices.map(({ service, upstream }) => ({
-        service,
-        transport: upstream === "orchestrator" ? orchestrator : upstream === "v1-agents" ? v1 : upstream === "v2-agents" ? v2 : upstream === "identity" ? identity : status,
-      })),
+      ...gatewayServices.map(({ service, upstream }) => ({ service, transport: transports[upstream] })),
     ],
     timeoutMs: topology.orchestrator.callPolicy.timeoutMs,
     title: "RaptorFlow API",
