@@ -203,6 +203,9 @@ describe("openApiDocument for OrchestratorService and IcpService", () => {
         "POST /v3/runs:stream OrchestratorService_StreamRun",
         "GET /v3/{name} OrchestratorService_GetRun",
         "GET /v3/{name}:watch OrchestratorService_WatchRun",
+        // `{name=runs/*/context}` and `{name=contexts/*}` would be the same OpenAPI path as GetRun's `/v3/{name}`: their literal segments are spelled out.
+        "GET /v3/runs/{name_1}/context OrchestratorService_GetContext",
+        "GET /v3/contexts/{name_1} OrchestratorService_GetContext_1",
         "GET /v3/runs OrchestratorService_ListRuns",
         "POST /v3/routes:explain OrchestratorService_ExplainRoute",
         "GET /v3/agents OrchestratorService_ListAgents",
@@ -292,7 +295,7 @@ describe("openApiDocument for OrchestratorService and IcpService", () => {
   it("follows the proto3 JSON mapping: lowerCamelCase names, int64 as strings, enums by name, Timestamps as date-times", () => {
     const run = schemaOf(ourDoc, "raptorflow.v3.Run");
     expect(Object.keys(run.properties)).toEqual(
-      ["name", "input", "route", "state", "steps", "output", "summary", "usage", "error", "createTime", "updateTime", "requestId"],
+      ["name", "input", "route", "state", "steps", "output", "summary", "usage", "error", "createTime", "updateTime", "requestId", "contextId"],
     );
     expect(run.properties.createTime).toMatchObject({ type: "string", format: "date-time", readOnly: true });
     expect(run.properties.steps).toMatchObject({ type: "array", items: { $ref: "#/components/schemas/raptorflow.v3.RunStep" } });
@@ -304,6 +307,8 @@ describe("openApiDocument for OrchestratorService and IcpService", () => {
       "STATE_FAILED",
       "STATE_CANCELLED",
       "STATE_BUDGET_EXCEEDED",
+      "STATE_PARTIAL",
+      "STATE_SKIPPED",
     ]);
     const usage = schemaOf(ourDoc, "raptorflow.agent.v1.Usage");
     expect(usage.properties.inputTokens).toMatchObject({ type: "string", format: "int64" });

@@ -163,6 +163,8 @@ describe("bindings come from the contracts' google.api.http options", () => {
     expect(routes.sort()).toEqual(
       [
         "POST /v3/runs -> OrchestratorService.CreateRun body=*",
+        "GET /v3/{name=runs/*/context} -> OrchestratorService.GetContext body=",
+        "GET /v3/{name=contexts/*} -> OrchestratorService.GetContext body=",
         "POST /v3/runs:stream -> OrchestratorService.StreamRun body=*",
         "GET /v3/{name=runs/*} -> OrchestratorService.GetRun body=",
         "GET /v3/{name=runs/*}:watch -> OrchestratorService.WatchRun body=",
@@ -199,7 +201,7 @@ describe("bindings come from the contracts' google.api.http options", () => {
     const orchestrator = bindingsOf([services[0]]);
     const icp = bindingsOf([services[1]]);
     expect(orchestrator).toHaveLength(rulesOf(OrchestratorService));
-    expect(orchestrator).toHaveLength(17);
+    expect(orchestrator).toHaveLength(19);
     expect(icp).toHaveLength(rulesOf(IcpService));
     expect(icp).toHaveLength(10);
     // Every RPC of both services is reachable over REST.

@@ -1,35 +1,43 @@
-import { create, type JsonObject, type MessageInitShape } from "@bufbuild/protobuf";
-import { timestampNow } from "@bufbuild/protobuf/wkt";
+import { create } from "@bufbuild/protobuf";
+import { timestampFromDate, timestampNow } from "@bufbuild/protobuf/wkt";
+import { createValidator } from "@bufbuild/protovalidate";
 import { Code, ConnectError, type Client, type HandlerContext, type ServiceImpl } from "@connectrpc/connect";
 import { uuidv7 } from "uuidv7";
 import { AgentService, AgentSystem, type Agent } from "../../gen/raptorflow/agent/v1/agent_pb.js";
 import {
+  BatchRunResultSchema,
   CreateRunRequestSchema,
   FeedbackSchema,
   OrchestratorService,
   RouteMode,
   Run_State,
   RunSchema,
-  RunStepSchema,
   Target,
+  type BatchRunResult,
   type CreateRunRequest,
   type ExplainRouteRequest,
   type RouteDecision,
   type Run,
   type RunEvent,
   RunEventSchema,
-  RouteDecisionSchema,
 } from "../../gen/raptorflow/v3/orchestrator_pb.js";
 import { paginate } from "../../platform/pagination.js";
-import { callerOrganization, forwardCall, idempotencyOf, type Idempotency } from "../../mesh/call-context.js";
+import { callerOrganization, forwardCall, idempotencyKeyOf, idempotencyOf, type Idempotency } from "../../mesh/call-context.js";
 import type { Router } from "./router.js";
 import type { RunStore } from "./run-store.js";
 import type { SharedContext } from "./shared-context.js";
-import { needsRewrite, rewriteStep, withQualityGate } from "./quality-gate.js";
-import { planFrom, plannerAgent, plannerStep, wantsPlanner } from "./v2-planner.js";
+import { withQualityGate } from "./quality-gate.js";
+import { plannerStep, wantsPlanner } from "./v2-planner.js";
+import { withDependencies } from "./plan-graph.js";
+import { executePlan, type RunEventInit } from "./run-executor.js";
 import type { RunEvents } from "./run-events.js";
 import type { RunTelemetry } from "./run-telemetry.js";
-import { context as traceContext } from "@opentelemetry/api";
+
+/** defaultBatchConcurrency is how many runs of a batch run at once when the request does not say. */
+const defaultBatchConcurrency = 4;
+
+/** validator checks each request of a batch on its own (the batch's own rules skip its items). */
+const validator = createValidator();
 
 /**
  * runIdempotency is a CreateRun's idempotency: the `idempotency-key`
@@ -38,28 +46,6 @@ import { context as traceContext } from "@opentelemetry/api";
  */
 function runIdempotency(req: CreateRunRequest, header: Headers): Idempotency | undefined {
   return idempotencyOf(CreateRunRequestSchema, create(CreateRunRequestSchema, { ...req, requestId: "" }), header, req.requestId);
-}
-
-/** overBudget says how a run's usage went past its budget, or undefined when it did not. */
-function overBudget(req: CreateRunRequest, usage: { inputTokens: bigint; outputTokens: bigint; costUsd: number }): string | undefined {
-  const b = req.budget;
-  if (!b) return undefined;
-  const tokens = usage.inputTokens + usage.outputTokens;
-  if (b.maxTokens > 0n && tokens > b.maxTokens) return `budget exceeded: ${tokens} tokens used, the budget is ${b.maxTokens}`;
-  if (b.maxCostUsd > 0 && usage.costUsd > b.maxCostUsd) return `budget exceeded: $${usage.costUsd.toFixed(6)} spent, the budget is $${b.maxCostUsd}`;
-  return undefined;
-}
-
-/** runNameOf finds the run an event is about, where it says. */
-function runNameOf(e: RunEvent): string | undefined {
-  switch (e.event.case) {
-    case "run":
-      return e.event.value.name;
-    case "progress":
-      return e.event.value.run;
-    default:
-      return undefined;
-  }
 }
 
 /** OrchestratorDeps are what the orchestrator needs, injected so tests can pass their own. */
@@ -79,8 +65,6 @@ export interface OrchestratorDeps {
   /** telemetry traces and counts runs, steps and routes, and remembers them for the status; none when undefined. */
   readonly telemetry?: RunTelemetry;
 }
-
-type RunEventInit = MessageInitShape<typeof RunEventSchema>;
 
 /**
  * createOrchestratorImpl implements `raptorflow.v3.OrchestratorService`:
@@ -107,17 +91,27 @@ export function createOrchestratorImpl(deps: OrchestratorDeps): ServiceImpl<type
   const decide = async (req: ExplainRouteRequest | CreateRunRequest, org: string, agents?: readonly Agent[]): Promise<RouteDecision> => {
     const catalog = agents ?? (await deps.catalog());
     const r = routerOf(catalog);
+    // A run's context keeps one output per agent, and steps wait for each other by agent: an agent runs once per run.
+    const twice = req.agents.findIndex((a, i) => req.agents.indexOf(a) !== i);
+    if (twice >= 0) throw new ConnectError(`agents[${twice}]: "${req.agents[twice]}" is named twice; an agent runs once per run`, Code.InvalidArgument);
     const routeReq = { input: req.input, mode: req.mode, agents: req.agents, organization: org };
     let routed = r.route(routeReq);
     if (r.refine) routed = await r.refine(routeReq, routed);
     // A complex V2 request is planned by V2's orchestration agent first.
-    if (wantsPlanner(req, routed)) routed.steps.unshift(plannerStep());
+    if (wantsPlanner(req, routed)) routed.steps = [plannerStep(), ...routed.steps.filter((st) => st.agent !== plannerStep().agent)];
     const decision = withQualityGate(routed, req.checks, catalog);
+    // The plan's order becomes a DAG: independent steps will run side by side.
+    withDependencies(decision.steps, catalog, { hybrid: decision.target === Target.HYBRID, sequential: req.agents.length > 0 });
     if (r.estimateCost) decision.estimatedCostUsd = r.estimateCost(decision, req.input);
     return decision;
   };
 
-  async function* execute(req: CreateRunRequest, ctx: HandlerContext, streaming: boolean): AsyncGenerator<RunEventInit> {
+  async function* execute(
+    req: CreateRunRequest,
+    ctx: HandlerContext,
+    streaming: boolean,
+    idempotency = runIdempotency(req, ctx.requestHeader),
+  ): AsyncGenerator<RunEventInit> {
     const org = callerOrganization(ctx);
     const catalog = await deps.catalog();
     const decision = await decide(req, org, catalog);
@@ -130,11 +124,12 @@ export function createOrchestratorImpl(deps: OrchestratorDeps): ServiceImpl<type
       createTime: now,
       updateTime: now,
       requestId: req.requestId,
+      contextId: req.contextId,
       usage: {},
     });
     // The run is stored before anything is acknowledged or done. A retry with
     // the same idempotency key gets the run the first attempt created.
-    const { run, created } = await deps.store.create(org, accepted, runIdempotency(req, ctx.requestHeader));
+    const { run, created } = await deps.store.create(org, accepted, idempotency);
     if (!created) {
       yield { event: { case: "run", value: run } };
       return;
@@ -150,107 +145,34 @@ export function createOrchestratorImpl(deps: OrchestratorDeps): ServiceImpl<type
       return e;
     };
     yield await emit({ event: { case: "routed", value: decision } });
-    let context: JsonObject = {};
-    const headers = forwardCall(ctx);
     try {
-      // A for-of over the live array: a failed quality rating appends rewrite_fixer while the run goes on.
-      for (const planned of decision.steps) {
-        ctx.signal.throwIfAborted();
-        // Each step reads the run's shared context as stored, so any instance could run it.
-        if (run.steps.length > 0) context = await deps.context.get(org, run.name);
-        const step = create(RunStepSchema, { agent: planned.agent, system: planned.system, state: Run_State.RUNNING, startTime: timestampNow() });
-        run.steps.push(step);
-        yield await emit({ event: { case: "stepStarted", value: step } });
-        const client = planned.system === AgentSystem.V1 ? deps.agents.v1 : deps.agents.v2;
-        const agentReq = {
-          name: planned.agent,
-          input: req.input,
-          parameters: req.parameters,
-          context,
-          run: run.name,
-          modelTier: planned.modelTier,
-        };
-        // The caller's deadline and cancellation travel to every hop.
-        const callOptions = { signal: ctx.signal, timeoutMs: ctx.timeoutMs(), headers };
-        // Each step is a span; the call to the agent service is its child.
-        const traced = deps.telemetry?.startStep(planned, run.steps.length - 1);
-        const inStep = <T>(fn: () => T): T => (traced ? traceContext.with(traced.context, fn) : fn());
-        try {
-          if (streaming) {
-            for await (const ev of inStep(() => client.streamAgent(agentReq, callOptions))) {
-              if (ev.event.case === "delta") {
-                yield await emit({ event: { case: "partialOutput", value: { agent: planned.agent, delta: ev.event.value } } });
-              } else if (ev.event.case === "result") {
-                step.result = ev.event.value;
-              }
-            }
-            if (!step.result) throw new ConnectError(`${planned.agent} ended its stream without a result`, Code.Internal);
-          } else {
-            step.result = await inStep(() => client.runAgent(agentReq, callOptions));
-          }
-          step.state = Run_State.SUCCEEDED;
-        } catch (e) {
-          const err = ConnectError.from(e);
-          step.state = err.code === Code.Canceled || err.code === Code.DeadlineExceeded ? Run_State.CANCELLED : Run_State.FAILED;
-          step.error = `${Code[err.code]}: ${err.rawMessage}`;
-          throw err;
-        } finally {
-          step.endTime = timestampNow();
-          run.updateTime = step.endTime;
-          traced?.end(step);
-        }
-        const result = step.result;
-        const key = planned.agent.slice("agents/".length);
-        context[key] = result.output ?? {};
-        // Shared context is written before the next step starts, scoped to the organization and the run.
-        await deps.context.put(org, run.name, key, context[key]);
-        const usage = run.usage!;
-        usage.inputTokens += result.usage?.inputTokens ?? 0n;
-        usage.outputTokens += result.usage?.outputTokens ?? 0n;
-        usage.calls += result.usage?.calls ?? 0;
-        usage.costUsd += result.usage?.costUsd ?? 0;
-        if (planned.agent === plannerAgent && run.steps.length === 1 && result.provider === "offline") {
-          // The offline provider fills the plan's schema with placeholders: following it would replace a routed plan with nonsense.
-          decision.reasons.push("the offline provider does not plan: the router's plan stands");
-          run.route = decision;
-        } else if (planned.agent === plannerAgent && run.steps.length === 1) {
-          const planned2 = planFrom(result.output, catalog);
-          if (planned2.length > 0) {
-            // The planner's agents replace the router's; the checks follow creative output as before.
-            decision.steps.splice(1, decision.steps.length - 1, ...withQualityGate(create(RouteDecisionSchema, { steps: planned2 }), req.checks, catalog).steps);
-            decision.reasons.push(`the orchestration agent planned: ${planned2.map((s) => s.agent.slice(7)).join(", ")}`);
-            run.route = decision;
-          }
-        }
-        if (planned.agent === "agents/quality_rater" && needsRewrite(result.output) && !decision.steps.some((s) => s.agent === "agents/rewrite_fixer")) {
-          decision.steps.push(rewriteStep());
-          decision.reasons.push("quality_rater failed the output: rewrite_fixer added");
-          run.route = decision;
-        }
-        const over = overBudget(req, usage);
-        if (over) {
-          run.state = Run_State.BUDGET_EXCEEDED;
-          run.error = over;
-        }
-        await deps.store.save(org, run);
-        yield await emit({ event: { case: "stepFinished", value: step } });
-        yield await emit({
-          event: {
-            case: "progress",
-            value: { run: run.name, completedSteps: run.steps.length, totalSteps: decision.steps.length },
-          },
-        });
-        if (run.state === Run_State.BUDGET_EXCEEDED) break;
+      // A named context seeds the run's own: its steps read what earlier runs wrote there.
+      if (req.contextId) {
+        const named = await deps.store.getNamedContext(org, req.contextId);
+        for (const [key, value] of Object.entries(named.values)) await deps.context.put(org, run.name, key, value);
       }
-      if (run.state !== Run_State.BUDGET_EXCEEDED) run.state = Run_State.SUCCEEDED;
-      run.output = context;
-      run.summary = run.steps.map((s) => s.result?.summary ?? s.agent).join("\n");
+      const plan = executePlan({
+        org,
+        req,
+        run,
+        decision,
+        catalog,
+        agents: deps.agents,
+        store: deps.store,
+        context: deps.context,
+        telemetry: deps.telemetry,
+        signal: ctx.signal,
+        // The caller's deadline and cancellation travel to every hop, shared out among the steps.
+        timeoutMs: ctx.timeoutMs(),
+        headers: forwardCall(ctx),
+        streaming,
+      });
+      for await (const ev of plan) yield await emit(ev);
     } catch (e) {
+      // Only the stores can fail here (a step's failure is the step's): the run still ends recorded.
       const err = ConnectError.from(e);
-      const cancelled = ctx.signal.aborted || err.code === Code.Canceled || err.code === Code.DeadlineExceeded;
-      run.state = cancelled ? Run_State.CANCELLED : Run_State.FAILED;
+      run.state = ctx.signal.aborted ? Run_State.CANCELLED : Run_State.FAILED;
       run.error = `${Code[err.code]}: ${err.rawMessage}`;
-      run.output = context;
     }
     run.updateTime = timestampNow();
     await deps.store.save(org, run);
@@ -258,9 +180,9 @@ export function createOrchestratorImpl(deps: OrchestratorDeps): ServiceImpl<type
     yield await emit({ event: { case: "run", value: run } });
   }
 
-  const runToEnd = async (req: CreateRunRequest, ctx: HandlerContext): Promise<Run> => {
+  const runToEnd = async (req: CreateRunRequest, ctx: HandlerContext, idempotency?: Idempotency): Promise<Run> => {
     let last: Run | undefined;
-    for await (const ev of execute(req, ctx, false)) {
+    for await (const ev of execute(req, ctx, false, idempotency ?? runIdempotency(req, ctx.requestHeader))) {
       if (ev.event?.case === "run") last = ev.event.value as Run;
     }
     return last!;
@@ -353,19 +275,50 @@ export function createOrchestratorImpl(deps: OrchestratorDeps): ServiceImpl<type
       };
     },
     async batchCreateRuns(req, ctx) {
-      // Route every request first: one bad request fails the batch before any run starts.
-      const r = await router();
-      req.requests.forEach((one, i) => {
+      // Each request is checked and run on its own, a few at a time: one that
+      // is refused gets its error in its result and the others go on.
+      const results: BatchRunResult[] = [];
+      const one = async (i: number): Promise<BatchRunResult> => {
+        const item = req.requests[i];
         try {
-          r.route(one);
+          const checked = validator.validate(CreateRunRequestSchema, item);
+          if (checked.kind !== "valid") {
+            const problems = checked.kind === "invalid" ? checked.violations.map((v) => `requests[${i}].${String(v)}`) : [checked.error.message];
+            throw new ConnectError(problems.join("; "), Code.InvalidArgument);
+          }
+          // One Idempotency-Key for the batch makes one key per request: `<key>.<index>`.
+          const header = new Headers(ctx.requestHeader);
+          const key = idempotencyKeyOf(header);
+          if (key !== undefined) header.set("idempotency-key", `${key}.${i}`);
+          const run = await runToEnd(item, ctx, runIdempotency(item, header));
+          return create(BatchRunResultSchema, { index: i, outcome: { case: "run", value: run } });
         } catch (e) {
           const err = ConnectError.from(e);
-          throw new ConnectError(`requests[${i}]: ${err.rawMessage}`, err.code);
+          const message = err.rawMessage.startsWith(`requests[${i}]`) ? err.rawMessage : `requests[${i}]: ${err.rawMessage}`;
+          return create(BatchRunResultSchema, { index: i, outcome: { case: "error", value: { code: err.code, message } } });
+        }
+      };
+      // A fixed pool of workers takes the next request as it frees up: bounded concurrency in four lines, no library needed.
+      let next = 0;
+      const workers = Array.from({ length: Math.min(req.maxConcurrency || defaultBatchConcurrency, req.requests.length) }, async () => {
+        while (next < req.requests.length) {
+          const i = next++;
+          results[i] = await one(i);
         }
       });
-      const runs: Run[] = [];
-      for (const one of req.requests) runs.push(await runToEnd(one, ctx));
-      return { runs };
+      await Promise.all(workers);
+      return { results, runs: results.flatMap((r) => (r.outcome.case === "run" ? [r.outcome.value] : [])) };
+    },
+    async getContext(req, ctx) {
+      const org = callerOrganization(ctx);
+      if (req.name.startsWith("contexts/")) {
+        const named = await deps.store.getNamedContext(org, req.name.slice("contexts/".length));
+        if (!named.updateTime) throw new ConnectError(`context "${req.name}" not found: no run has written to it yet`, Code.NotFound);
+        return { name: req.name, values: named.values, updateTime: timestampFromDate(named.updateTime) };
+      }
+      const run = await mustGet(org, req.name.slice(0, -"/context".length));
+      // The durable copy: the key-value store's copy expires after the run.
+      return { name: req.name, values: await deps.store.getContext(org, run.name), updateTime: run.updateTime };
     },
     async createFeedback(req, ctx) {
       const org = callerOrganization(ctx);

@@ -103,9 +103,12 @@ describe("V2's orchestration agent", () => {
 
   it("without a usable plan, the router's plan stands", async () => {
     const { calls, orch } = orchestratorWith({ "agents/orchestrator": { plan: "a plan in prose, not steps" } });
+    const planned = (await orch.explainRoute({ input: complex, checks: Checks.OFF })).steps.map((s) => s.agent);
     const run = await orch.createRun({ input: complex, checks: Checks.OFF });
     expect(calls[0]).toBe("agents/orchestrator");
-    expect(calls.length).toBeGreaterThan(1);
+    // Every agent of the routed plan runs, each once (the planner is not run again as a step of its own plan).
+    expect(calls).toEqual(planned);
+    expect(new Set(calls).size).toBe(calls.length);
     expect(run.state).toBe(Run_State.SUCCEEDED);
   });
 

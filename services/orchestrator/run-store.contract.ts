@@ -87,6 +87,23 @@ export function runStoreContract(name: string, open: () => Promise<{ store: RunS
       expect(await s().get("org-b", `runs/${uuidv7()}`)).toBeUndefined();
     });
 
+    test("keeps a named context across runs, per organization, with the run that wrote each entry last", async () => {
+      const org = `ctx-${uuidv7().slice(-8)}`;
+      expect(await s().getNamedContext(org, "launch")).toEqual({ values: {} });
+      const first = newRun();
+      first.contextId = "launch";
+      await s().create(org, first);
+      await s().putNamedContext(org, "launch", "icp_builder", { segment: "clinics" }, first.name);
+      await s().putNamedContext(org, "launch", "copywriter", { headline: "v1" }, first.name);
+      await s().putNamedContext(org, "launch", "copywriter", { headline: "v2" }, `runs/${uuidv7()}`);
+      const got = await s().getNamedContext(org, "launch");
+      expect(got.values).toEqual({ icp_builder: { segment: "clinics" }, copywriter: { headline: "v2" } });
+      expect(got.updateTime).toBeInstanceOf(Date);
+      expect((await s().get(org, first.name))?.contextId).toBe("launch");
+      // Another organization's context of the same name is its own, and empty.
+      expect(await s().getNamedContext(`${org}-other`, "launch")).toEqual({ values: {} });
+    });
+
     test("an idempotency key returns the first run for the same request and refuses a different one", async () => {
       const first = newRun();
       const a = await s().create("acme", first, { key: "key-1", hash: "h1" });

@@ -17,6 +17,14 @@ export interface RunPage {
   readonly nextPageToken: string;
 }
 
+/** NamedContext is a shared context kept across runs, as read. */
+export interface NamedContext {
+  /** values are its entries, by agent id. */
+  readonly values: JsonObject;
+  /** updateTime is when an entry was last written; undefined when it has none. */
+  readonly updateTime?: Date;
+}
+
 /**
  * RunStore keeps runs, their steps, their shared context and their feedback,
  * every operation scoped to an organization: another organization's run is
@@ -36,6 +44,13 @@ export interface RunStore {
   putContext(org: string, run: string, key: string, value: JsonValue): Promise<void>;
   /** getContext reads a run's shared context. */
   getContext(org: string, run: string): Promise<JsonObject>;
+  /**
+   * putNamedContext writes one entry of a shared context kept across runs
+   * (`contexts/{id}`), recording the run that wrote it.
+   */
+  putNamedContext(org: string, id: string, key: string, value: JsonValue, run: string): Promise<void>;
+  /** getNamedContext reads a shared context kept across runs and when it last changed; empty when nothing wrote it yet. */
+  getNamedContext(org: string, id: string): Promise<NamedContext>;
   /** get returns a run by name, or undefined (also for another organization's run). */
   get(org: string, name: string): Promise<Run | undefined>;
   /** list returns a page of the organization's runs, newest first. */
@@ -68,6 +83,7 @@ export function idOf(name: string): string {
 export function createMemoryRunStore(): RunStore {
   const runs = new Map<string, { org: string; run: Run }>();
   const contexts = new Map<string, JsonObject>();
+  const named = new Map<string, { values: JsonObject; updateTime: Date }>();
   const keys = new Map<string, { hash: string; name: string }>();
   const feedback: { org: string; feedback: Feedback }[] = [];
   const mine = (org: string, name: string) => {
@@ -97,6 +113,14 @@ export function createMemoryRunStore(): RunStore {
     },
     async getContext(org, run) {
       return mine(org, run) ? { ...(contexts.get(run) ?? {}) } : {};
+    },
+    async putNamedContext(org, id, key, value) {
+      const k = `${org}\0${id}`;
+      named.set(k, { values: { ...(named.get(k)?.values ?? {}), [key]: value }, updateTime: new Date() });
+    },
+    async getNamedContext(org, id) {
+      const c = named.get(`${org}\0${id}`);
+      return c ? { values: { ...c.values }, updateTime: c.updateTime } : { values: {} };
     },
     async get(org, name) {
       const r = mine(org, name);

@@ -10,6 +10,8 @@ import { file_google_api_field_behavior } from "../../google/api/field_behavior_
 import { file_google_api_resource } from "../../google/api/resource_pb.js";
 import type { Timestamp } from "@bufbuild/protobuf/wkt";
 import { file_google_protobuf_struct, file_google_protobuf_timestamp } from "@bufbuild/protobuf/wkt";
+import type { Status } from "../../google/rpc/status_pb.js";
+import { file_google_rpc_status } from "../../google/rpc/status_pb.js";
 import type { Agent, AgentResult, AgentSystem, ModelTier, Usage } from "../agent/v1/agent_pb.js";
 import { file_raptorflow_agent_v1_agent } from "../agent/v1/agent_pb.js";
 import { file_raptorflow_api_v1_annotations } from "../api/v1/annotations_pb.js";
@@ -19,7 +21,7 @@ import type { JsonObject, Message } from "@bufbuild/protobuf";
  * Describes the file raptorflow/v3/orchestrator.proto.
  */
 export const file_raptorflow_v3_orchestrator: GenFile = /*@__PURE__*/
-  fileDesc("CiByYXB0b3JmbG93L3YzL29yY2hlc3RyYXRvci5wcm90bxINcmFwdG9yZmxvdy52MyLaAgoQQ3JlYXRlUnVuUmVxdWVzdBIdCgVpbnB1dBgBIAEoCUIO4EECukgIcgYQARignAESMAoEbW9kZRgCIAEoDjIYLnJhcHRvcmZsb3cudjMuUm91dGVNb2RlQgi6SAWCAQIQARI7CgZhZ2VudHMYAyADKAlCK7pIKJIBJRAQIiFyHzIdXmFnZW50cy9bYS16XVthLXowLTlfXXswLDYzfSQSKwoKcGFyYW1ldGVycxgEIAEoCzIXLmdvb2dsZS5wcm90b2J1Zi5TdHJ1Y3QSMAoKcmVxdWVzdF9pZBgFIAEoCUIcukgZchcYQDITXihbQS1aYS16MC05Xy1dKyk/JBIoCgZidWRnZXQYBiABKAsyGC5yYXB0b3JmbG93LnYzLlJ1bkJ1ZGdldBIvCgZjaGVja3MYByABKA4yFS5yYXB0b3JmbG93LnYzLkNoZWNrc0IIukgFggECEAEiTgoJUnVuQnVkZ2V0EhsKCm1heF90b2tlbnMYASABKANCB7pIBCICKAASJAoMbWF4X2Nvc3RfdXNkGAIgASgBQg66SAsSCSkAAAAAAAAAACI/Cg1HZXRSdW5SZXF1ZXN0Ei4KBG5hbWUYASABKAlCIOBBArpIGnIYMhZecnVucy9bYS16MC05LV17MSw2NH0kIk4KD0xpc3RSdW5zUmVxdWVzdBIdCglwYWdlX3NpemUYASABKAVCCrpIBxoFGOgHKAASHAoKcGFnZV90b2tlbhgCIAEoCUIIukgFcgMYgAQiTQoQTGlzdFJ1bnNSZXNwb25zZRIgCgRydW5zGAEgAygLMhIucmFwdG9yZmxvdy52My5SdW4SFwoPbmV4dF9wYWdlX3Rva2VuGAIgASgJItQBChNFeHBsYWluUm91dGVSZXF1ZXN0Eh0KBWlucHV0GAEgASgJQg7gQQK6SAhyBhABGKCcARIwCgRtb2RlGAIgASgOMhgucmFwdG9yZmxvdy52My5Sb3V0ZU1vZGVCCLpIBYIBAhABEjsKBmFnZW50cxgDIAMoCUIrukgokgElEBAiIXIfMh1eYWdlbnRzL1thLXpdW2EtejAtOV9dezAsNjN9JBIvCgZjaGVja3MYBCABKA4yFS5yYXB0b3JmbG93LnYzLkNoZWNrc0IIukgFggECEAEivwEKEUxpc3RBZ2VudHNSZXF1ZXN0Eh0KCXBhZ2Vfc2l6ZRgBIAEoBUIKukgHGgUY6AcoABIcCgpwYWdlX3Rva2VuGAIgASgJQgi6SAVyAxiABBI6CgZzeXN0ZW0YAyABKA4yIC5yYXB0b3JmbG93LmFnZW50LnYxLkFnZW50U3lzdGVtQgi6SAWCAQIQARIxCgpkZXBhcnRtZW50GAQgASgJQh26SBpyGBhAMhReKFthLXpdW2EtejAtOV9dKik/JCJtChJMaXN0QWdlbnRzUmVzcG9uc2USKgoGYWdlbnRzGAEgAygLMhoucmFwdG9yZmxvdy5hZ2VudC52MS5BZ2VudBIXCg9uZXh0X3BhZ2VfdG9rZW4YAiABKAkSEgoKdG90YWxfc2l6ZRgDIAEoBSKSAQoLUGxhbm5lZFN0ZXASDQoFYWdlbnQYASABKAkSMAoGc3lzdGVtGAIgASgOMiAucmFwdG9yZmxvdy5hZ2VudC52MS5BZ2VudFN5c3RlbRIyCgptb2RlbF90aWVyGAMgASgOMh4ucmFwdG9yZmxvdy5hZ2VudC52MS5Nb2RlbFRpZXISDgoGcmVhc29uGAQgASgJIsYBCg1Sb3V0ZURlY2lzaW9uEiUKBnRhcmdldBgBIAEoDjIVLnJhcHRvcmZsb3cudjMuVGFyZ2V0EikKBXN0ZXBzGAIgAygLMhoucmFwdG9yZmxvdy52My5QbGFubmVkU3RlcBISCgpjb21wbGV4aXR5GAMgASgBEhIKCmNvbmZpZGVuY2UYBCABKAESDwoHcmVhc29ucxgFIAMoCRIOCgZyb3V0ZXIYBiABKAkSGgoSZXN0aW1hdGVkX2Nvc3RfdXNkGAcgASgBIogFCgNSdW4SEQoEbmFtZRgBIAEoCUID4EEIEg0KBWlucHV0GAIgASgJEjAKBXJvdXRlGAMgASgLMhwucmFwdG9yZmxvdy52My5Sb3V0ZURlY2lzaW9uQgPgQQMSLAoFc3RhdGUYBCABKA4yGC5yYXB0b3JmbG93LnYzLlJ1bi5TdGF0ZUID4EEDEioKBXN0ZXBzGAUgAygLMhYucmFwdG9yZmxvdy52My5SdW5TdGVwQgPgQQMSLAoGb3V0cHV0GAYgASgLMhcuZ29vZ2xlLnByb3RvYnVmLlN0cnVjdEID4EEDEhQKB3N1bW1hcnkYByABKAlCA+BBAxIuCgV1c2FnZRgIIAEoCzIaLnJhcHRvcmZsb3cuYWdlbnQudjEuVXNhZ2VCA+BBAxISCgVlcnJvchgJIAEoCUID4EEDEjQKC2NyZWF0ZV90aW1lGAogASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcEID4EEDEjQKC3VwZGF0ZV90aW1lGAsgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcEID4EEDEhIKCnJlcXVlc3RfaWQYDCABKAkimwEKBVN0YXRlEhUKEVNUQVRFX1VOU1BFQ0lGSUVEEAASEQoNU1RBVEVfUEVORElORxABEhEKDVNUQVRFX1JVTk5JTkcQAhITCg9TVEFURV9TVUNDRUVERUQQAxIQCgxTVEFURV9GQUlMRUQQBBITCg9TVEFURV9DQU5DRUxMRUQQBRIZChVTVEFURV9CVURHRVRfRVhDRUVERUQQBjot6kEqChFyYXB0b3JmbG93LmFpL1J1bhIKcnVucy97cnVufSoEcnVuczIDcnVuIpICCgdSdW5TdGVwEg0KBWFnZW50GAEgASgJEjAKBnN5c3RlbRgCIAEoDjIgLnJhcHRvcmZsb3cuYWdlbnQudjEuQWdlbnRTeXN0ZW0SJwoFc3RhdGUYAyABKA4yGC5yYXB0b3JmbG93LnYzLlJ1bi5TdGF0ZRIwCgZyZXN1bHQYBCABKAsyIC5yYXB0b3JmbG93LmFnZW50LnYxLkFnZW50UmVzdWx0Eg0KBWVycm9yGAUgASgJEi4KCnN0YXJ0X3RpbWUYBiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEiwKCGVuZF90aW1lGAcgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCKsAgoIUnVuRXZlbnQSLgoGcm91dGVkGAEgASgLMhwucmFwdG9yZmxvdy52My5Sb3V0ZURlY2lzaW9uSAASLgoMc3RlcF9zdGFydGVkGAIgASgLMhYucmFwdG9yZmxvdy52My5SdW5TdGVwSAASNgoOcGFydGlhbF9vdXRwdXQYAyABKAsyHC5yYXB0b3JmbG93LnYzLlBhcnRpYWxPdXRwdXRIABIvCg1zdGVwX2ZpbmlzaGVkGAQgASgLMhYucmFwdG9yZmxvdy52My5SdW5TdGVwSAASIQoDcnVuGAUgASgLMhIucmFwdG9yZmxvdy52My5SdW5IABIrCghwcm9ncmVzcxgGIAEoCzIXLnJhcHRvcmZsb3cudjMuUHJvZ3Jlc3NIAEIHCgVldmVudCItCg1QYXJ0aWFsT3V0cHV0Eg0KBWFnZW50GAEgASgJEg0KBWRlbHRhGAIgASgJIkUKCFByb2dyZXNzEgsKA3J1bhgBIAEoCRIXCg9jb21wbGV0ZWRfc3RlcHMYAiABKAUSEwoLdG90YWxfc3RlcHMYAyABKAUiQgoTR2V0UnVuU3RhdHVzUmVxdWVzdBIrCgZydW5faWQYASABKAlCG+BBArpIFXITMhFeW2EtejAtOS1dezEsNjR9JCLxAQoJUnVuU3RhdHVzEg4KBnJ1bl9pZBgBIAEoCRIMCgRuYW1lGAIgASgJEicKBXN0YXRlGAMgASgOMhgucmFwdG9yZmxvdy52My5SdW4uU3RhdGUSFwoPY29tcGxldGVkX3N0ZXBzGAQgASgFEhMKC3RvdGFsX3N0ZXBzGAUgASgFEg0KBWVycm9yGAYgASgJEi8KC2NyZWF0ZV90aW1lGAcgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIvCgt1cGRhdGVfdGltZRgIIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAiQgoTR2V0UnVuUmVzdWx0UmVxdWVzdBIrCgZydW5faWQYASABKAlCG+BBArpIFXITMhFeW2EtejAtOS1dezEsNjR9JCLzAQoJUnVuUmVzdWx0Eg4KBnJ1bl9pZBgBIAEoCRIMCgRuYW1lGAIgASgJEicKBXN0YXRlGAMgASgOMhgucmFwdG9yZmxvdy52My5SdW4uU3RhdGUSKwoFcm91dGUYBCABKAsyHC5yYXB0b3JmbG93LnYzLlJvdXRlRGVjaXNpb24SJwoGb3V0cHV0GAUgASgLMhcuZ29vZ2xlLnByb3RvYnVmLlN0cnVjdBIPCgdzdW1tYXJ5GAYgASgJEikKBXVzYWdlGAcgASgLMhoucmFwdG9yZmxvdy5hZ2VudC52MS5Vc2FnZRINCgVlcnJvchgIIAEoCSIYChZHZXRDYXBhYmlsaXRpZXNSZXF1ZXN0IoEBCgxDYXBhYmlsaXRpZXMSMgoHc3lzdGVtcxgBIAMoCzIhLnJhcHRvcmZsb3cudjMuU3lzdGVtQ2FwYWJpbGl0aWVzEi0KC3JvdXRlX21vZGVzGAIgAygOMhgucmFwdG9yZmxvdy52My5Sb3V0ZU1vZGUSDgoGcm91dGVyGAMgASgJIpcBChJTeXN0ZW1DYXBhYmlsaXRpZXMSMAoGc3lzdGVtGAEgASgOMiAucmFwdG9yZmxvdy5hZ2VudC52MS5BZ2VudFN5c3RlbRITCgthZ2VudF9jb3VudBgCIAEoBRI6CgtkZXBhcnRtZW50cxgDIAMoCzIlLnJhcHRvcmZsb3cudjMuRGVwYXJ0bWVudENhcGFiaWxpdGllcyJBChZEZXBhcnRtZW50Q2FwYWJpbGl0aWVzEhIKCmRlcGFydG1lbnQYASABKAkSEwoLYWdlbnRfY291bnQYAiABKAUiVwoWQmF0Y2hDcmVhdGVSdW5zUmVxdWVzdBI9CghyZXF1ZXN0cxgBIAMoCzIfLnJhcHRvcmZsb3cudjMuQ3JlYXRlUnVuUmVxdWVzdEIKukgHkgEECAEQFCI7ChdCYXRjaENyZWF0ZVJ1bnNSZXNwb25zZRIgCgRydW5zGAEgAygLMhIucmFwdG9yZmxvdy52My5SdW4ifwoVQ3JlYXRlRmVlZGJhY2tSZXF1ZXN0EjAKBnBhcmVudBgBIAEoCUIg4EECukgachgyFl5ydW5zL1thLXowLTktXXsxLDY0fSQSNAoIZmVlZGJhY2sYAiABKAsyFy5yYXB0b3JmbG93LnYzLkZlZWRiYWNrQgngQQK6SAPIAQEikwIKCEZlZWRiYWNrEhEKBG5hbWUYASABKAlCA+BBCBIZCgZyYXRpbmcYAiABKAVCCbpIBhoEGAUoARIZCgdjb21tZW50GAMgASgJQgi6SAVyAxigHxI0CgtjcmVhdGVfdGltZRgEIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXBCA+BBAxI3Cg5jb3JyZWN0X3RhcmdldBgFIAEoDjIVLnJhcHRvcmZsb3cudjMuVGFyZ2V0Qgi6SAWCAQIQATpP6kFMChZyYXB0b3JmbG93LmFpL0ZlZWRiYWNrEh5ydW5zL3tydW59L2ZlZWRiYWNrL3tmZWVkYmFja30qCGZlZWRiYWNrMghmZWVkYmFjaypkCglSb3V0ZU1vZGUSGgoWUk9VVEVfTU9ERV9VTlNQRUNJRklFRBAAEhEKDVJPVVRFX01PREVfVjEQARIRCg1ST1VURV9NT0RFX1YyEAISFQoRUk9VVEVfTU9ERV9IWUJSSUQQAypRCgZUYXJnZXQSFgoSVEFSR0VUX1VOU1BFQ0lGSUVEEAASDQoJVEFSR0VUX1YxEAESDQoJVEFSR0VUX1YyEAISEQoNVEFSR0VUX0hZQlJJRBADKj8KBkNoZWNrcxIWChJDSEVDS1NfVU5TUEVDSUZJRUQQABINCglDSEVDS1NfT04QARIOCgpDSEVDS1NfT0ZGEAIyiQwKE09yY2hlc3RyYXRvclNlcnZpY2USewoJQ3JlYXRlUnVuEh8ucmFwdG9yZmxvdy52My5DcmVhdGVSdW5SZXF1ZXN0GhIucmFwdG9yZmxvdy52My5SdW4iOaK7GAMIyQGquxgFCgMBAgOC0+STAiM6ASpaFDoBKiIPL2FwaS92My9leGVjdXRlIggvdjMvcnVucxJsCglTdHJlYW1SdW4SHy5yYXB0b3JmbG93LnYzLkNyZWF0ZVJ1blJlcXVlc3QaFy5yYXB0b3JmbG93LnYzLlJ1bkV2ZW50IiOquxgFCgMBAgOC0+STAhQ6ASoiDy92My9ydW5zOnN0cmVhbTABEm4KCFdhdGNoUnVuEhwucmFwdG9yZmxvdy52My5HZXRSdW5SZXF1ZXN0GhcucmFwdG9yZmxvdy52My5SdW5FdmVudCIpqrsYBgoEAQIDBILT5JMCGRIXL3YzL3tuYW1lPXJ1bnMvKn06d2F0Y2gwARJfCgZHZXRSdW4SHC5yYXB0b3JmbG93LnYzLkdldFJ1blJlcXVlc3QaEi5yYXB0b3JmbG93LnYzLlJ1biIjqrsYBgoEAQIDBILT5JMCExIRL3YzL3tuYW1lPXJ1bnMvKn0SZwoITGlzdFJ1bnMSHi5yYXB0b3JmbG93LnYzLkxpc3RSdW5zUmVxdWVzdBofLnJhcHRvcmZsb3cudjMuTGlzdFJ1bnNSZXNwb25zZSIaqrsYBgoEAQIDBILT5JMCChIIL3YzL3J1bnMSeQoMRXhwbGFpblJvdXRlEiIucmFwdG9yZmxvdy52My5FeHBsYWluUm91dGVSZXF1ZXN0GhwucmFwdG9yZmxvdy52My5Sb3V0ZURlY2lzaW9uIiequxgGCgQBAgMEgtPkkwIXOgEqIhIvdjMvcm91dGVzOmV4cGxhaW4SgQEKCkxpc3RBZ2VudHMSIC5yYXB0b3JmbG93LnYzLkxpc3RBZ2VudHNSZXF1ZXN0GiEucmFwdG9yZmxvdy52My5MaXN0QWdlbnRzUmVzcG9uc2UiLqq7GAYKBAECAwSC0+STAh5aEBIOL2FwaS92My9hZ2VudHMSCi92My9hZ2VudHMSdwoMR2V0UnVuU3RhdHVzEiIucmFwdG9yZmxvdy52My5HZXRSdW5TdGF0dXNSZXF1ZXN0GhgucmFwdG9yZmxvdy52My5SdW5TdGF0dXMiKaq7GAYKBAECAwSC0+STAhkSFy9hcGkvdjMvc3RhdHVzL3tydW5faWR9EncKDEdldFJ1blJlc3VsdBIiLnJhcHRvcmZsb3cudjMuR2V0UnVuUmVzdWx0UmVxdWVzdBoYLnJhcHRvcmZsb3cudjMuUnVuUmVzdWx0IimquxgGCgQBAgMEgtPkkwIZEhcvYXBpL3YzL3Jlc3VsdC97cnVuX2lkfRKRAQoPR2V0Q2FwYWJpbGl0aWVzEiUucmFwdG9yZmxvdy52My5HZXRDYXBhYmlsaXRpZXNSZXF1ZXN0GhsucmFwdG9yZmxvdy52My5DYXBhYmlsaXRpZXMiOqq7GAYKBAECAwSC0+STAipaFhIUL2FwaS92My9jYXBhYmlsaXRpZXMSEC92My9jYXBhYmlsaXRpZXMSngEKD0JhdGNoQ3JlYXRlUnVucxIlLnJhcHRvcmZsb3cudjMuQmF0Y2hDcmVhdGVSdW5zUmVxdWVzdBomLnJhcHRvcmZsb3cudjMuQmF0Y2hDcmVhdGVSdW5zUmVzcG9uc2UiPKq7GAUKAwECA4LT5JMCLToBKloSOgEqIg0vYXBpL3YzL2JhdGNoIhQvdjMvcnVuczpiYXRjaENyZWF0ZRKmAQoOQ3JlYXRlRmVlZGJhY2sSJC5yYXB0b3JmbG93LnYzLkNyZWF0ZUZlZWRiYWNrUmVxdWVzdBoXLnJhcHRvcmZsb3cudjMuRmVlZGJhY2siVaK7GAMIyQGquxgFCgMBAgOC0+STAj86CGZlZWRiYWNrWhU6ASoiEC9hcGkvdjMvZmVlZGJhY2siHC92My97cGFyZW50PXJ1bnMvKn0vZmVlZGJhY2tiBnByb3RvMw", [file_buf_validate_validate, file_google_api_annotations, file_google_api_field_behavior, file_google_api_resource, file_google_protobuf_struct, file_google_protobuf_timestamp, file_raptorflow_agent_v1_agent, file_raptorflow_api_v1_annotations]);
+  fileDesc("CiByYXB0b3JmbG93L3YzL29yY2hlc3RyYXRvci5wcm90bxINcmFwdG9yZmxvdy52MyKRAwoQQ3JlYXRlUnVuUmVxdWVzdBIdCgVpbnB1dBgBIAEoCUIO4EECukgIcgYQARignAESMAoEbW9kZRgCIAEoDjIYLnJhcHRvcmZsb3cudjMuUm91dGVNb2RlQgi6SAWCAQIQARI7CgZhZ2VudHMYAyADKAlCK7pIKJIBJRAQIiFyHzIdXmFnZW50cy9bYS16XVthLXowLTlfXXswLDYzfSQSKwoKcGFyYW1ldGVycxgEIAEoCzIXLmdvb2dsZS5wcm90b2J1Zi5TdHJ1Y3QSMAoKcmVxdWVzdF9pZBgFIAEoCUIcukgZchcYQDITXihbQS1aYS16MC05Xy1dKyk/JBIoCgZidWRnZXQYBiABKAsyGC5yYXB0b3JmbG93LnYzLlJ1bkJ1ZGdldBIvCgZjaGVja3MYByABKA4yFS5yYXB0b3JmbG93LnYzLkNoZWNrc0IIukgFggECEAESNQoKY29udGV4dF9pZBgIIAEoCUIhukgechwYPzIYXihbYS16MC05XVthLXowLTlfLV0qKT8kIk4KCVJ1bkJ1ZGdldBIbCgptYXhfdG9rZW5zGAEgASgDQge6SAQiAigAEiQKDG1heF9jb3N0X3VzZBgCIAEoAUIOukgLEgkpAAAAAAAAAAAiPwoNR2V0UnVuUmVxdWVzdBIuCgRuYW1lGAEgASgJQiDgQQK6SBpyGDIWXnJ1bnMvW2EtejAtOS1dezEsNjR9JCJOCg9MaXN0UnVuc1JlcXVlc3QSHQoJcGFnZV9zaXplGAEgASgFQgq6SAcaBRjoBygAEhwKCnBhZ2VfdG9rZW4YAiABKAlCCLpIBXIDGIAEIk0KEExpc3RSdW5zUmVzcG9uc2USIAoEcnVucxgBIAMoCzISLnJhcHRvcmZsb3cudjMuUnVuEhcKD25leHRfcGFnZV90b2tlbhgCIAEoCSLUAQoTRXhwbGFpblJvdXRlUmVxdWVzdBIdCgVpbnB1dBgBIAEoCUIO4EECukgIcgYQARignAESMAoEbW9kZRgCIAEoDjIYLnJhcHRvcmZsb3cudjMuUm91dGVNb2RlQgi6SAWCAQIQARI7CgZhZ2VudHMYAyADKAlCK7pIKJIBJRAQIiFyHzIdXmFnZW50cy9bYS16XVthLXowLTlfXXswLDYzfSQSLwoGY2hlY2tzGAQgASgOMhUucmFwdG9yZmxvdy52My5DaGVja3NCCLpIBYIBAhABIr8BChFMaXN0QWdlbnRzUmVxdWVzdBIdCglwYWdlX3NpemUYASABKAVCCrpIBxoFGOgHKAASHAoKcGFnZV90b2tlbhgCIAEoCUIIukgFcgMYgAQSOgoGc3lzdGVtGAMgASgOMiAucmFwdG9yZmxvdy5hZ2VudC52MS5BZ2VudFN5c3RlbUIIukgFggECEAESMQoKZGVwYXJ0bWVudBgEIAEoCUIdukgachgYQDIUXihbYS16XVthLXowLTlfXSopPyQibQoSTGlzdEFnZW50c1Jlc3BvbnNlEioKBmFnZW50cxgBIAMoCzIaLnJhcHRvcmZsb3cuYWdlbnQudjEuQWdlbnQSFwoPbmV4dF9wYWdlX3Rva2VuGAIgASgJEhIKCnRvdGFsX3NpemUYAyABKAUiuAEKC1BsYW5uZWRTdGVwEg0KBWFnZW50GAEgASgJEjAKBnN5c3RlbRgCIAEoDjIgLnJhcHRvcmZsb3cuYWdlbnQudjEuQWdlbnRTeXN0ZW0SMgoKbW9kZWxfdGllchgDIAEoDjIeLnJhcHRvcmZsb3cuYWdlbnQudjEuTW9kZWxUaWVyEg4KBnJlYXNvbhgEIAEoCRISCgpkZXBlbmRzX29uGAUgAygJEhAKCHJlcXVpcmVzGAYgAygJIsYBCg1Sb3V0ZURlY2lzaW9uEiUKBnRhcmdldBgBIAEoDjIVLnJhcHRvcmZsb3cudjMuVGFyZ2V0EikKBXN0ZXBzGAIgAygLMhoucmFwdG9yZmxvdy52My5QbGFubmVkU3RlcBISCgpjb21wbGV4aXR5GAMgASgBEhIKCmNvbmZpZGVuY2UYBCABKAESDwoHcmVhc29ucxgFIAMoCRIOCgZyb3V0ZXIYBiABKAkSGgoSZXN0aW1hdGVkX2Nvc3RfdXNkGAcgASgBIsIFCgNSdW4SEQoEbmFtZRgBIAEoCUID4EEIEg0KBWlucHV0GAIgASgJEjAKBXJvdXRlGAMgASgLMhwucmFwdG9yZmxvdy52My5Sb3V0ZURlY2lzaW9uQgPgQQMSLAoFc3RhdGUYBCABKA4yGC5yYXB0b3JmbG93LnYzLlJ1bi5TdGF0ZUID4EEDEioKBXN0ZXBzGAUgAygLMhYucmFwdG9yZmxvdy52My5SdW5TdGVwQgPgQQMSLAoGb3V0cHV0GAYgASgLMhcuZ29vZ2xlLnByb3RvYnVmLlN0cnVjdEID4EEDEhQKB3N1bW1hcnkYByABKAlCA+BBAxIuCgV1c2FnZRgIIAEoCzIaLnJhcHRvcmZsb3cuYWdlbnQudjEuVXNhZ2VCA+BBAxISCgVlcnJvchgJIAEoCUID4EEDEjQKC2NyZWF0ZV90aW1lGAogASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcEID4EEDEjQKC3VwZGF0ZV90aW1lGAsgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcEID4EEDEhIKCnJlcXVlc3RfaWQYDCABKAkSEgoKY29udGV4dF9pZBgNIAEoCSLBAQoFU3RhdGUSFQoRU1RBVEVfVU5TUEVDSUZJRUQQABIRCg1TVEFURV9QRU5ESU5HEAESEQoNU1RBVEVfUlVOTklORxACEhMKD1NUQVRFX1NVQ0NFRURFRBADEhAKDFNUQVRFX0ZBSUxFRBAEEhMKD1NUQVRFX0NBTkNFTExFRBAFEhkKFVNUQVRFX0JVREdFVF9FWENFRURFRBAGEhEKDVNUQVRFX1BBUlRJQUwQBxIRCg1TVEFURV9TS0lQUEVEEAg6LepBKgoRcmFwdG9yZmxvdy5haS9SdW4SCnJ1bnMve3J1bn0qBHJ1bnMyA3J1biKSAgoHUnVuU3RlcBINCgVhZ2VudBgBIAEoCRIwCgZzeXN0ZW0YAiABKA4yIC5yYXB0b3JmbG93LmFnZW50LnYxLkFnZW50U3lzdGVtEicKBXN0YXRlGAMgASgOMhgucmFwdG9yZmxvdy52My5SdW4uU3RhdGUSMAoGcmVzdWx0GAQgASgLMiAucmFwdG9yZmxvdy5hZ2VudC52MS5BZ2VudFJlc3VsdBINCgVlcnJvchgFIAEoCRIuCgpzdGFydF90aW1lGAYgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIsCghlbmRfdGltZRgHIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAirAIKCFJ1bkV2ZW50Ei4KBnJvdXRlZBgBIAEoCzIcLnJhcHRvcmZsb3cudjMuUm91dGVEZWNpc2lvbkgAEi4KDHN0ZXBfc3RhcnRlZBgCIAEoCzIWLnJhcHRvcmZsb3cudjMuUnVuU3RlcEgAEjYKDnBhcnRpYWxfb3V0cHV0GAMgASgLMhwucmFwdG9yZmxvdy52My5QYXJ0aWFsT3V0cHV0SAASLwoNc3RlcF9maW5pc2hlZBgEIAEoCzIWLnJhcHRvcmZsb3cudjMuUnVuU3RlcEgAEiEKA3J1bhgFIAEoCzISLnJhcHRvcmZsb3cudjMuUnVuSAASKwoIcHJvZ3Jlc3MYBiABKAsyFy5yYXB0b3JmbG93LnYzLlByb2dyZXNzSABCBwoFZXZlbnQiLQoNUGFydGlhbE91dHB1dBINCgVhZ2VudBgBIAEoCRINCgVkZWx0YRgCIAEoCSJXCghQcm9ncmVzcxILCgNydW4YASABKAkSFwoPY29tcGxldGVkX3N0ZXBzGAIgASgFEhMKC3RvdGFsX3N0ZXBzGAMgASgFEhAKCGZyYWN0aW9uGAQgASgBIkIKE0dldFJ1blN0YXR1c1JlcXVlc3QSKwoGcnVuX2lkGAEgASgJQhvgQQK6SBVyEzIRXlthLXowLTktXXsxLDY0fSQi8QEKCVJ1blN0YXR1cxIOCgZydW5faWQYASABKAkSDAoEbmFtZRgCIAEoCRInCgVzdGF0ZRgDIAEoDjIYLnJhcHRvcmZsb3cudjMuUnVuLlN0YXRlEhcKD2NvbXBsZXRlZF9zdGVwcxgEIAEoBRITCgt0b3RhbF9zdGVwcxgFIAEoBRINCgVlcnJvchgGIAEoCRIvCgtjcmVhdGVfdGltZRgHIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLwoLdXBkYXRlX3RpbWUYCCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wIkIKE0dldFJ1blJlc3VsdFJlcXVlc3QSKwoGcnVuX2lkGAEgASgJQhvgQQK6SBVyEzIRXlthLXowLTktXXsxLDY0fSQi8wEKCVJ1blJlc3VsdBIOCgZydW5faWQYASABKAkSDAoEbmFtZRgCIAEoCRInCgVzdGF0ZRgDIAEoDjIYLnJhcHRvcmZsb3cudjMuUnVuLlN0YXRlEisKBXJvdXRlGAQgASgLMhwucmFwdG9yZmxvdy52My5Sb3V0ZURlY2lzaW9uEicKBm91dHB1dBgFIAEoCzIXLmdvb2dsZS5wcm90b2J1Zi5TdHJ1Y3QSDwoHc3VtbWFyeRgGIAEoCRIpCgV1c2FnZRgHIAEoCzIaLnJhcHRvcmZsb3cuYWdlbnQudjEuVXNhZ2USDQoFZXJyb3IYCCABKAkiGAoWR2V0Q2FwYWJpbGl0aWVzUmVxdWVzdCKBAQoMQ2FwYWJpbGl0aWVzEjIKB3N5c3RlbXMYASADKAsyIS5yYXB0b3JmbG93LnYzLlN5c3RlbUNhcGFiaWxpdGllcxItCgtyb3V0ZV9tb2RlcxgCIAMoDjIYLnJhcHRvcmZsb3cudjMuUm91dGVNb2RlEg4KBnJvdXRlchgDIAEoCSKXAQoSU3lzdGVtQ2FwYWJpbGl0aWVzEjAKBnN5c3RlbRgBIAEoDjIgLnJhcHRvcmZsb3cuYWdlbnQudjEuQWdlbnRTeXN0ZW0SEwoLYWdlbnRfY291bnQYAiABKAUSOgoLZGVwYXJ0bWVudHMYAyADKAsyJS5yYXB0b3JmbG93LnYzLkRlcGFydG1lbnRDYXBhYmlsaXRpZXMiQQoWRGVwYXJ0bWVudENhcGFiaWxpdGllcxISCgpkZXBhcnRtZW50GAEgASgJEhMKC2FnZW50X2NvdW50GAIgASgFIoABChZCYXRjaENyZWF0ZVJ1bnNSZXF1ZXN0EkIKCHJlcXVlc3RzGAEgAygLMh8ucmFwdG9yZmxvdy52My5DcmVhdGVSdW5SZXF1ZXN0Qg+6SAySAQkIARAUIgPYAQMSIgoPbWF4X2NvbmN1cnJlbmN5GAIgASgFQgm6SAYaBBgIKAAiawoXQmF0Y2hDcmVhdGVSdW5zUmVzcG9uc2USIAoEcnVucxgBIAMoCzISLnJhcHRvcmZsb3cudjMuUnVuEi4KB3Jlc3VsdHMYAiADKAsyHS5yYXB0b3JmbG93LnYzLkJhdGNoUnVuUmVzdWx0InIKDkJhdGNoUnVuUmVzdWx0Eg0KBWluZGV4GAEgASgFEiEKA3J1bhgCIAEoCzISLnJhcHRvcmZsb3cudjMuUnVuSAASIwoFZXJyb3IYAyABKAsyEi5nb29nbGUucnBjLlN0YXR1c0gAQgkKB291dGNvbWUibwoRR2V0Q29udGV4dFJlcXVlc3QSWgoEbmFtZRgBIAEoCUJM4EECukhGckQyQl4ocnVucy9bYS16MC05LV17MSw2NH0vY29udGV4dHxjb250ZXh0cy9bYS16MC05XVthLXowLTlfLV17MCw2Mn0pJCLXAQoHQ29udGV4dBIRCgRuYW1lGAEgASgJQgPgQQgSLAoGdmFsdWVzGAIgASgLMhcuZ29vZ2xlLnByb3RvYnVmLlN0cnVjdEID4EEDEjQKC3VwZGF0ZV90aW1lGAMgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcEID4EEDOlXqQVIKFXJhcHRvcmZsb3cuYWkvQ29udGV4dBIScnVucy97cnVufS9jb250ZXh0EhJjb250ZXh0cy97Y29udGV4dH0qCGNvbnRleHRzMgdjb250ZXh0In8KFUNyZWF0ZUZlZWRiYWNrUmVxdWVzdBIwCgZwYXJlbnQYASABKAlCIOBBArpIGnIYMhZecnVucy9bYS16MC05LV17MSw2NH0kEjQKCGZlZWRiYWNrGAIgASgLMhcucmFwdG9yZmxvdy52My5GZWVkYmFja0IJ4EECukgDyAEBIpMCCghGZWVkYmFjaxIRCgRuYW1lGAEgASgJQgPgQQgSGQoGcmF0aW5nGAIgASgFQgm6SAYaBBgFKAESGQoHY29tbWVudBgDIAEoCUIIukgFcgMYoB8SNAoLY3JlYXRlX3RpbWUYBCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wQgPgQQMSNwoOY29ycmVjdF90YXJnZXQYBSABKA4yFS5yYXB0b3JmbG93LnYzLlRhcmdldEIIukgFggECEAE6T+pBTAoWcmFwdG9yZmxvdy5haS9GZWVkYmFjaxIecnVucy97cnVufS9mZWVkYmFjay97ZmVlZGJhY2t9KghmZWVkYmFjazIIZmVlZGJhY2sqZAoJUm91dGVNb2RlEhoKFlJPVVRFX01PREVfVU5TUEVDSUZJRUQQABIRCg1ST1VURV9NT0RFX1YxEAESEQoNUk9VVEVfTU9ERV9WMhACEhUKEVJPVVRFX01PREVfSFlCUklEEAMqUQoGVGFyZ2V0EhYKElRBUkdFVF9VTlNQRUNJRklFRBAAEg0KCVRBUkdFVF9WMRABEg0KCVRBUkdFVF9WMhACEhEKDVRBUkdFVF9IWUJSSUQQAyo/CgZDaGVja3MSFgoSQ0hFQ0tTX1VOU1BFQ0lGSUVEEAASDQoJQ0hFQ0tTX09OEAESDgoKQ0hFQ0tTX09GRhACMpgNChNPcmNoZXN0cmF0b3JTZXJ2aWNlEnsKCUNyZWF0ZVJ1bhIfLnJhcHRvcmZsb3cudjMuQ3JlYXRlUnVuUmVxdWVzdBoSLnJhcHRvcmZsb3cudjMuUnVuIjmiuxgDCMkBqrsYBQoDAQIDgtPkkwIjOgEqWhQ6ASoiDy9hcGkvdjMvZXhlY3V0ZSIIL3YzL3J1bnMSbAoJU3RyZWFtUnVuEh8ucmFwdG9yZmxvdy52My5DcmVhdGVSdW5SZXF1ZXN0GhcucmFwdG9yZmxvdy52My5SdW5FdmVudCIjqrsYBQoDAQIDgtPkkwIUOgEqIg8vdjMvcnVuczpzdHJlYW0wARJuCghXYXRjaFJ1bhIcLnJhcHRvcmZsb3cudjMuR2V0UnVuUmVxdWVzdBoXLnJhcHRvcmZsb3cudjMuUnVuRXZlbnQiKaq7GAYKBAECAwSC0+STAhkSFy92My97bmFtZT1ydW5zLyp9OndhdGNoMAESXwoGR2V0UnVuEhwucmFwdG9yZmxvdy52My5HZXRSdW5SZXF1ZXN0GhIucmFwdG9yZmxvdy52My5SdW4iI6q7GAYKBAECAwSC0+STAhMSES92My97bmFtZT1ydW5zLyp9EowBCgpHZXRDb250ZXh0EiAucmFwdG9yZmxvdy52My5HZXRDb250ZXh0UmVxdWVzdBoWLnJhcHRvcmZsb3cudjMuQ29udGV4dCJEqrsYBgoEAQIDBILT5JMCNFoXEhUvdjMve25hbWU9Y29udGV4dHMvKn0SGS92My97bmFtZT1ydW5zLyovY29udGV4dH0SZwoITGlzdFJ1bnMSHi5yYXB0b3JmbG93LnYzLkxpc3RSdW5zUmVxdWVzdBofLnJhcHRvcmZsb3cudjMuTGlzdFJ1bnNSZXNwb25zZSIaqrsYBgoEAQIDBILT5JMCChIIL3YzL3J1bnMSeQoMRXhwbGFpblJvdXRlEiIucmFwdG9yZmxvdy52My5FeHBsYWluUm91dGVSZXF1ZXN0GhwucmFwdG9yZmxvdy52My5Sb3V0ZURlY2lzaW9uIiequxgGCgQBAgMEgtPkkwIXOgEqIhIvdjMvcm91dGVzOmV4cGxhaW4SgQEKCkxpc3RBZ2VudHMSIC5yYXB0b3JmbG93LnYzLkxpc3RBZ2VudHNSZXF1ZXN0GiEucmFwdG9yZmxvdy52My5MaXN0QWdlbnRzUmVzcG9uc2UiLqq7GAYKBAECAwSC0+STAh5aEBIOL2FwaS92My9hZ2VudHMSCi92My9hZ2VudHMSdwoMR2V0UnVuU3RhdHVzEiIucmFwdG9yZmxvdy52My5HZXRSdW5TdGF0dXNSZXF1ZXN0GhgucmFwdG9yZmxvdy52My5SdW5TdGF0dXMiKaq7GAYKBAECAwSC0+STAhkSFy9hcGkvdjMvc3RhdHVzL3tydW5faWR9EncKDEdldFJ1blJlc3VsdBIiLnJhcHRvcmZsb3cudjMuR2V0UnVuUmVzdWx0UmVxdWVzdBoYLnJhcHRvcmZsb3cudjMuUnVuUmVzdWx0IimquxgGCgQBAgMEgtPkkwIZEhcvYXBpL3YzL3Jlc3VsdC97cnVuX2lkfRKRAQoPR2V0Q2FwYWJpbGl0aWVzEiUucmFwdG9yZmxvdy52My5HZXRDYXBhYmlsaXRpZXNSZXF1ZXN0GhsucmFwdG9yZmxvdy52My5DYXBhYmlsaXRpZXMiOqq7GAYKBAECAwSC0+STAipaFhIUL2FwaS92My9jYXBhYmlsaXRpZXMSEC92My9jYXBhYmlsaXRpZXMSngEKD0JhdGNoQ3JlYXRlUnVucxIlLnJhcHRvcmZsb3cudjMuQmF0Y2hDcmVhdGVSdW5zUmVxdWVzdBomLnJhcHRvcmZsb3cudjMuQmF0Y2hDcmVhdGVSdW5zUmVzcG9uc2UiPKq7GAUKAwECA4LT5JMCLToBKloSOgEqIg0vYXBpL3YzL2JhdGNoIhQvdjMvcnVuczpiYXRjaENyZWF0ZRKmAQoOQ3JlYXRlRmVlZGJhY2sSJC5yYXB0b3JmbG93LnYzLkNyZWF0ZUZlZWRiYWNrUmVxdWVzdBoXLnJhcHRvcmZsb3cudjMuRmVlZGJhY2siVaK7GAMIyQGquxgFCgMBAgOC0+STAj86CGZlZWRiYWNrWhU6ASoiEC9hcGkvdjMvZmVlZGJhY2siHC92My97cGFyZW50PXJ1bnMvKn0vZmVlZGJhY2tiBnByb3RvMw", [file_buf_validate_validate, file_google_api_annotations, file_google_api_field_behavior, file_google_api_resource, file_google_protobuf_struct, file_google_protobuf_timestamp, file_google_rpc_status, file_raptorflow_agent_v1_agent, file_raptorflow_api_v1_annotations]);
 
 /**
  * CreateRunRequest is the request of CreateRun and StreamRun.
@@ -78,6 +80,16 @@ export type CreateRunRequest = Message<"raptorflow.v3.CreateRunRequest"> & {
    * @generated from field: raptorflow.v3.Checks checks = 7;
    */
   checks: Checks;
+
+  /**
+   * Names a shared context kept across runs (`contexts/{context_id}`) in the
+   * caller's organization: the run starts from what earlier runs wrote
+   * there, and each of its steps adds its output. Empty: the run's context
+   * starts empty and lives with the run only.
+   *
+   * @generated from field: string context_id = 8;
+   */
+  contextId: string;
 };
 
 /**
@@ -344,6 +356,25 @@ export type PlannedStep = Message<"raptorflow.v3.PlannedStep"> & {
    * @generated from field: string reason = 4;
    */
   reason: string;
+
+  /**
+   * The earlier steps (by agent) this step waits for: it starts when all of
+   * them have succeeded and reads their outputs from the shared context.
+   * Steps that wait for nothing in common run at the same time.
+   *
+   * @generated from field: repeated string depends_on = 5;
+   */
+  dependsOn: string[];
+
+  /**
+   * The dependencies whose output this step cannot do without (its input
+   * names what they produce, or it checks their work): when none of them
+   * succeeds, the step is SKIPPED. Its other dependencies only order the
+   * work: when they fail, the step runs with what the context holds.
+   *
+   * @generated from field: repeated string requires = 6;
+   */
+  requires: string[];
 };
 
 /**
@@ -451,7 +482,8 @@ export type Run = Message<"raptorflow.v3.Run"> & {
   state: Run_State;
 
   /**
-   * The steps, in the order they ran.
+   * The steps, in the order they started (steps without dependencies in
+   * common run at the same time).
    *
    * @generated from field: repeated raptorflow.v3.RunStep steps = 5;
    */
@@ -505,6 +537,14 @@ export type Run = Message<"raptorflow.v3.Run"> & {
    * @generated from field: string request_id = 12;
    */
   requestId: string;
+
+  /**
+   * The named shared context the run started from and wrote to, when the
+   * request gave one.
+   *
+   * @generated from field: string context_id = 13;
+   */
+  contextId: string;
 };
 
 /**
@@ -568,6 +608,21 @@ export enum Run_State {
    * @generated from enum value: STATE_BUDGET_EXCEEDED = 6;
    */
   BUDGET_EXCEEDED = 6,
+
+  /**
+   * Some steps failed and others succeeded: `output` holds the successful
+   * steps' outputs, `steps` the failed ones' errors.
+   *
+   * @generated from enum value: STATE_PARTIAL = 7;
+   */
+  PARTIAL = 7,
+
+  /**
+   * A step that did not run because a step it depends on did not succeed.
+   *
+   * @generated from enum value: STATE_SKIPPED = 8;
+   */
+  SKIPPED = 8,
 }
 
 /**
@@ -762,6 +817,14 @@ export type Progress = Message<"raptorflow.v3.Progress"> & {
    * @generated from field: int32 total_steps = 3;
    */
   totalSteps: number;
+
+  /**
+   * The share of the plan that is done, from 0 to 1: steps that ended
+   * (succeeded, failed or skipped) over steps planned.
+   *
+   * @generated from field: double fraction = 4;
+   */
+  fraction: number;
 };
 
 /**
@@ -1073,11 +1136,19 @@ export const DepartmentCapabilitiesSchema: GenMessage<DepartmentCapabilities> = 
  */
 export type BatchCreateRunsRequest = Message<"raptorflow.v3.BatchCreateRunsRequest"> & {
   /**
-   * The runs to create, at most 20.
+   * The runs to create, at most 20. Each is validated on its own: one that
+   * is not valid gets its error in the response and the others run.
    *
    * @generated from field: repeated raptorflow.v3.CreateRunRequest requests = 1;
    */
   requests: CreateRunRequest[];
+
+  /**
+   * How many of the runs may run at the same time; 0 means 4.
+   *
+   * @generated from field: int32 max_concurrency = 2;
+   */
+  maxConcurrency: number;
 };
 
 /**
@@ -1094,11 +1165,19 @@ export const BatchCreateRunsRequestSchema: GenMessage<BatchCreateRunsRequest> = 
  */
 export type BatchCreateRunsResponse = Message<"raptorflow.v3.BatchCreateRunsResponse"> & {
   /**
-   * The runs, in the order of the requests.
+   * The runs that were accepted, in the order of their requests (a request
+   * that was refused has none here; see `results`).
    *
    * @generated from field: repeated raptorflow.v3.Run runs = 1;
    */
   runs: Run[];
+
+  /**
+   * One result per request, in the order of the requests.
+   *
+   * @generated from field: repeated raptorflow.v3.BatchRunResult results = 2;
+   */
+  results: BatchRunResult[];
 };
 
 /**
@@ -1107,6 +1186,107 @@ export type BatchCreateRunsResponse = Message<"raptorflow.v3.BatchCreateRunsResp
  */
 export const BatchCreateRunsResponseSchema: GenMessage<BatchCreateRunsResponse> = /*@__PURE__*/
   messageDesc(file_raptorflow_v3_orchestrator, 24);
+
+/**
+ * BatchRunResult is what became of one request of a batch.
+ *
+ * @generated from message raptorflow.v3.BatchRunResult
+ */
+export type BatchRunResult = Message<"raptorflow.v3.BatchRunResult"> & {
+  /**
+   * The position of the request in the batch, from 0.
+   *
+   * @generated from field: int32 index = 1;
+   */
+  index: number;
+
+  /**
+   * The run, or why the request was refused.
+   *
+   * @generated from oneof raptorflow.v3.BatchRunResult.outcome
+   */
+  outcome: {
+    /**
+     * The run, in whatever state it ended (SUCCEEDED, PARTIAL, FAILED …).
+     *
+     * @generated from field: raptorflow.v3.Run run = 2;
+     */
+    value: Run;
+    case: "run";
+  } | {
+    /**
+     * Why the request was not accepted, for example INVALID_ARGUMENT
+     * naming the field as `requests[2].input`.
+     *
+     * @generated from field: google.rpc.Status error = 3;
+     */
+    value: Status;
+    case: "error";
+  } | { case: undefined; value?: undefined };
+};
+
+/**
+ * Describes the message raptorflow.v3.BatchRunResult.
+ * Use `create(BatchRunResultSchema)` to create a new message.
+ */
+export const BatchRunResultSchema: GenMessage<BatchRunResult> = /*@__PURE__*/
+  messageDesc(file_raptorflow_v3_orchestrator, 25);
+
+/**
+ * GetContextRequest is the request of GetContext.
+ *
+ * @generated from message raptorflow.v3.GetContextRequest
+ */
+export type GetContextRequest = Message<"raptorflow.v3.GetContextRequest"> & {
+  /**
+   * `runs/{run}/context` or `contexts/{context}`.
+   *
+   * @generated from field: string name = 1;
+   */
+  name: string;
+};
+
+/**
+ * Describes the message raptorflow.v3.GetContextRequest.
+ * Use `create(GetContextRequestSchema)` to create a new message.
+ */
+export const GetContextRequestSchema: GenMessage<GetContextRequest> = /*@__PURE__*/
+  messageDesc(file_raptorflow_v3_orchestrator, 26);
+
+/**
+ * Context is a shared context: the outputs steps wrote, keyed by agent id.
+ *
+ * @generated from message raptorflow.v3.Context
+ */
+export type Context = Message<"raptorflow.v3.Context"> & {
+  /**
+   * The resource name: `runs/{run}/context` or `contexts/{context}`.
+   *
+   * @generated from field: string name = 1;
+   */
+  name: string;
+
+  /**
+   * Each entry: an agent id and the output it wrote.
+   *
+   * @generated from field: google.protobuf.Struct values = 2;
+   */
+  values?: JsonObject | undefined;
+
+  /**
+   * When an entry was last written; unset when the context is empty.
+   *
+   * @generated from field: google.protobuf.Timestamp update_time = 3;
+   */
+  updateTime?: Timestamp | undefined;
+};
+
+/**
+ * Describes the message raptorflow.v3.Context.
+ * Use `create(ContextSchema)` to create a new message.
+ */
+export const ContextSchema: GenMessage<Context> = /*@__PURE__*/
+  messageDesc(file_raptorflow_v3_orchestrator, 27);
 
 /**
  * CreateFeedbackRequest is the request of CreateFeedback.
@@ -1134,7 +1314,7 @@ export type CreateFeedbackRequest = Message<"raptorflow.v3.CreateFeedbackRequest
  * Use `create(CreateFeedbackRequestSchema)` to create a new message.
  */
 export const CreateFeedbackRequestSchema: GenMessage<CreateFeedbackRequest> = /*@__PURE__*/
-  messageDesc(file_raptorflow_v3_orchestrator, 25);
+  messageDesc(file_raptorflow_v3_orchestrator, 28);
 
 /**
  * Feedback is a user's rating of a run.
@@ -1186,7 +1366,7 @@ export type Feedback = Message<"raptorflow.v3.Feedback"> & {
  * Use `create(FeedbackSchema)` to create a new message.
  */
 export const FeedbackSchema: GenMessage<Feedback> = /*@__PURE__*/
-  messageDesc(file_raptorflow_v3_orchestrator, 26);
+  messageDesc(file_raptorflow_v3_orchestrator, 29);
 
 /**
  * RouteMode lets a caller force the route of a request.
@@ -1359,6 +1539,19 @@ export const OrchestratorService: GenService<{
     output: typeof RunSchema;
   },
   /**
+   * GetContext returns a shared context: a run's (`runs/{run}/context`),
+   * which its steps write as they finish, or a named one
+   * (`contexts/{context}`) that runs given its `context_id` start from and
+   * add to.
+   *
+   * @generated from rpc raptorflow.v3.OrchestratorService.GetContext
+   */
+  getContext: {
+    methodKind: "unary";
+    input: typeof GetContextRequestSchema;
+    output: typeof ContextSchema;
+  },
+  /**
    * ListRuns lists runs, newest first.
    *
    * @generated from rpc raptorflow.v3.OrchestratorService.ListRuns
@@ -1422,8 +1615,9 @@ export const OrchestratorService: GenService<{
     output: typeof CapabilitiesSchema;
   },
   /**
-   * BatchCreateRuns runs several requests and returns every run, in order
-   * (AIP-233). A request that fails validation fails the whole batch.
+   * BatchCreateRuns runs several requests, a few at a time, and returns one
+   * result per request, in order: its run, or the error that kept it from
+   * being accepted (a bad request fails alone, not the batch).
    *
    * @generated from rpc raptorflow.v3.OrchestratorService.BatchCreateRuns
    */

@@ -8,7 +8,7 @@ import type { Database } from "../../../platform/db/database.js";
 import { decodePageToken, encodePageToken } from "../../../platform/pagination.js";
 import { keyReused } from "../../../mesh/call-context.js";
 import { idOf, type RunStore } from "../run-store.js";
-import { ContextEntity, FeedbackEntity, IdempotencyEntity, RunEntity, StepEntity, type RunRow } from "./schema.js";
+import { ContextEntity, FeedbackEntity, IdempotencyEntity, NamedContextEntity, RunEntity, StepEntity, type RunRow } from "./schema.js";
 
 const active = [Run_State[Run_State.PENDING], Run_State[Run_State.RUNNING]].map((s) => `STATE_${s}`);
 
@@ -31,6 +31,7 @@ export function createPgRunStore(db: Database): RunStore {
     error: run.error,
     usage: run.usage ? toJson(UsageSchema, run.usage) : null,
     requestId: run.requestId || null,
+    contextId: run.contextId || null,
     createTime: run.createTime ? timestampDate(run.createTime) : new Date(),
     updateTime: run.updateTime ? timestampDate(run.updateTime) : new Date(),
   });
@@ -99,6 +100,15 @@ export function createPgRunStore(db: Database): RunStore {
     async getContext(org, run) {
       const rows = await em().find(ContextEntity, { runId: idOf(run), organization: org });
       return Object.fromEntries(rows.map((r) => [r.key, r.value as JsonValue])) as JsonObject;
+    },
+    async putNamedContext(org, id, key, value, run) {
+      await em().upsert(NamedContextEntity, { organization: org, contextId: id, key, value, run, updateTime: new Date() });
+    },
+    async getNamedContext(org, id) {
+      const rows = await em().find(NamedContextEntity, { organization: org, contextId: id }, { orderBy: { key: "asc" } });
+      if (rows.length === 0) return { values: {} };
+      const updateTime = new Date(Math.max(...rows.map((r) => new Date(r.updateTime).getTime())));
+      return { values: Object.fromEntries(rows.map((r) => [r.key, r.value as JsonValue])) as JsonObject, updateTime };
     },
     async get(org, name) {
       if (!/^runs\/[0-9a-f-]{36}$/.test(name)) return undefined;
@@ -171,5 +181,6 @@ function runOf(row: RunRow, steps: JsonValue[]): Run {
     createTime: timestampFromDate(new Date(row.createTime)),
     updateTime: timestampFromDate(new Date(row.updateTime)),
     requestId: row.requestId ?? "",
+    contextId: row.contextId ?? "",
   });
 }

@@ -14,6 +14,8 @@ export interface RunRow {
   error: string;
   usage: unknown;
   requestId: string | null;
+  /** contextId names the shared context kept across runs that the run started from, or null. */
+  contextId: string | null;
   createTime: Date;
   updateTime: Date;
 }
@@ -35,6 +37,17 @@ export interface ContextRow {
   organization: string;
   value: unknown;
   createTime: Date;
+}
+
+/** NamedContextRow is one entry of a shared context kept across runs (`contexts/{contextId}`). */
+export interface NamedContextRow {
+  organization: string;
+  contextId: string;
+  key: string;
+  value: unknown;
+  /** run is the run whose step wrote the entry last. */
+  run: string;
+  updateTime: Date;
 }
 
 /** FeedbackRow is a user's rating of a run. */
@@ -75,6 +88,7 @@ export const RunEntity = new EntitySchema<RunRow>({
     error: { type: "text" },
     usage: { type: "json", nullable: true },
     requestId: { type: "string", nullable: true, fieldName: "request_id" },
+    contextId: { type: "string", nullable: true, fieldName: "context_id" },
     createTime: { type: "datetime", fieldName: "create_time" },
     updateTime: { type: "datetime", fieldName: "update_time" },
   },
@@ -105,6 +119,19 @@ export const ContextEntity = new EntitySchema<ContextRow>({
   },
 });
 
+export const NamedContextEntity = new EntitySchema<NamedContextRow>({
+  name: "NamedContextRow",
+  tableName: "named_contexts",
+  properties: {
+    organization: { type: "string", primary: true },
+    contextId: { type: "string", primary: true, fieldName: "context_id" },
+    key: { type: "string", primary: true },
+    value: { type: "json" },
+    run: { type: "string" },
+    updateTime: { type: "datetime", fieldName: "update_time" },
+  },
+});
+
 export const FeedbackEntity = new EntitySchema<FeedbackRow>({
   name: "FeedbackRow",
   tableName: "feedback",
@@ -132,7 +159,7 @@ export const IdempotencyEntity = new EntitySchema<IdempotencyRow>({
 });
 
 /** entities are every table the orchestrator owns. */
-export const entities = [RunEntity, StepEntity, ContextEntity, FeedbackEntity, IdempotencyEntity];
+export const entities = [RunEntity, StepEntity, ContextEntity, NamedContextEntity, FeedbackEntity, IdempotencyEntity];
 
 /**
  * Migration20261125000000 creates the orchestrator's tables. Every table
@@ -210,6 +237,31 @@ export class Migration20261202020000 extends Migration {
   }
 }
 
+/**
+ * Migration20261202120000 adds shared contexts kept across runs: a run may
+ * name one (`context_id`), start from its entries and write its steps'
+ * outputs into it. They belong to an organization, not to a run, so they
+ * outlive the runs that wrote them.
+ */
+export class Migration20261202120000 extends Migration {
+  override async up(): Promise<void> {
+    this.addSql(`alter table "orchestrator"."runs" add column "context_id" text null`);
+    this.addSql(`create table "orchestrator"."named_contexts" (
+      "organization" text not null,
+      "context_id" text not null,
+      "key" text not null,
+      "value" jsonb not null,
+      "run" text not null,
+      "update_time" timestamptz not null,
+      primary key ("organization", "context_id", "key"))`);
+  }
+
+  override async down(): Promise<void> {
+    this.addSql(`drop table if exists "orchestrator"."named_contexts"`);
+    this.addSql(`alter table "orchestrator"."runs" drop column if exists "context_id"`);
+  }
+}
+
 /** memoryDimensions is the length of the orchestrator's memory embeddings (LocalEmbeddings' default). */
 export const memoryDimensions = 256;
 
@@ -220,4 +272,6 @@ export const migrations = [
   { name: "Migration20261125020000_memories", class: memoryTableMigration(schemaName, memoryDimensions) },
   // Feedback that names a run's correct target teaches the router.
   { name: "Migration20261202020000_feedback_target", class: Migration20261202020000 },
+  // Shared contexts that runs name and reuse.
+  { name: "Migration20261202120000_named_contexts", class: Migration20261202120000 },
 ];
