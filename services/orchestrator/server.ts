@@ -8,7 +8,7 @@ import { serviceTokenInterceptorFromEnv } from "../../platform/auth/service-toke
 import type { Client } from "@connectrpc/connect";
 import { createOrchestratorImpl } from "./orchestrator-service.js";
 import { createSemanticRouter } from "./routing/semantic-router.js";
-import { createLearnedExamples, replayRouteFeedback } from "./routing/learned-examples.js";
+import { createLearnedExamples, replayRouteFeedback, shareLearnedExamples } from "./routing/learned-examples.js";
 import { routerConfigFromEnv } from "./routing/router-config.js";
 import { withModelAssist } from "./routing/model-assist.js";
 import { topology } from "../../mesh/topology.js";
@@ -58,14 +58,15 @@ export async function build(options: OrchestratorOptions = {}): Promise<MeshServ
   const auth = serverAuthFromEnv(env);
   const { store, db } = await openRunStore(env, topology.orchestrator.callPolicy.timeoutMs);
   // The router learns from route feedback: what is stored is replayed now, new feedback as it arrives.
-  const learned = createLearnedExamples();
+  const kv = openKeyValueStore(env);
+  // Feedback any instance receives teaches every running instance (over Redis pub/sub when REDIS_URL is set).
+  const learned = await shareLearnedExamples(createLearnedExamples(), kv);
   await replayRouteFeedback(store, learned);
   const routing = routerConfigFromEnv(env);
   const router = (agents: readonly Agent[]) => {
     const local = createSemanticRouter(agents, { learned, pricing: routing.pricing });
     return routing.assist ? withModelAssist(local, routing.assist) : local;
   };
-  const kv = openKeyValueStore(env);
   // Calls to the agents are authenticated as services/orchestrator, for the caller's organization.
   const v1 = connectUpstream("v1-agents", AgentService, { env, interceptors: [serviceToken] });
   const v2 = connectUpstream("v2-agents", AgentService, { env, interceptors: [serviceToken] });
@@ -113,6 +114,7 @@ export async function build(options: OrchestratorOptions = {}): Promise<MeshServ
       v1.transport.close();
       v2.transport.close();
       await store.close();
+      await learned.close();
       await kv.close();
     },
   };

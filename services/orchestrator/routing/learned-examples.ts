@@ -1,4 +1,6 @@
 import { Target } from "../../../gen/raptorflow/v3/orchestrator_pb.js";
+import type { KeyValueStore } from "../../../platform/kv/kv-store.js";
+import { logger } from "../../../mesh/logger.js";
 import type { RouteFeedback } from "../router.js";
 
 /**
@@ -60,4 +62,51 @@ export async function replayRouteFeedback(source: RouteFeedbackSource, learned: 
   const all = await source.listRouteFeedback();
   for (const e of all) learned.add(e);
   return all.length;
+}
+
+/** learnedChannel is the channel on which orchestrator instances tell each other what feedback taught them. */
+export const learnedChannel = "rf:route-feedback";
+
+/**
+ * shareLearnedExamples makes every orchestrator instance learn feedback any
+ * of them receives, at once rather than at its next start: `add` learns
+ * locally and publishes the example on the key-value store's channel (Redis
+ * pub/sub across instances), and examples published by other instances are
+ * learned as they arrive (learning one twice changes nothing). A publish that
+ * fails is logged; the feedback is stored either way, and replayed at
+ * start-up. Start-up waits at most 2 s for the subscription.
+ */
+export async function shareLearnedExamples(
+  learned: LearnedExamples,
+  kv: Pick<KeyValueStore, "publish" | "subscribe">,
+  warn: (m: string) => void = (m) => logger("learned-examples").warn(m),
+): Promise<LearnedExamples & { close(): Promise<void> }> {
+  let stop: (() => Promise<void>) | undefined;
+  const subscribed = kv.subscribe(learnedChannel, (m) => {
+    try {
+      const e = JSON.parse(m) as { organization?: unknown; input?: unknown; target?: unknown };
+      if (typeof e.organization === "string" && typeof e.input === "string" && typeof e.target === "number") {
+        learned.add({ organization: e.organization, input: e.input, target: e.target as Target });
+      }
+    } catch (err) {
+      warn(`ignored a malformed route example on ${learnedChannel}: ${(err as Error).message}`);
+    }
+  }).then(
+    (s) => (stop = s),
+    (err: unknown) => warn(`this instance learns other instances' feedback only at its next start: ${(err as Error).message}`),
+  );
+  // Start-up does not wait on a Redis that is down: the subscription completes when it can.
+  await Promise.race([subscribed, new Promise((r) => setTimeout(r, 2_000).unref())]);
+  return {
+    add(example) {
+      learned.add(example);
+      kv.publish(learnedChannel, JSON.stringify(example)).catch((err: unknown) =>
+        warn(`other orchestrator instances learn this feedback at their next start: ${(err as Error).message}`),
+      );
+    },
+    of: (organization) => learned.of(organization),
+    close: async () => {
+      await stop?.();
+    },
+  };
 }

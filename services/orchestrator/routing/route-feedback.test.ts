@@ -8,7 +8,9 @@ import { createOrchestratorImpl } from "../orchestrator-service.js";
 import { createRunEvents } from "../run-events.js";
 import { createMemoryRunStore, type RunStore } from "../run-store.js";
 import { createSharedContext } from "../shared-context.js";
-import { createLearnedExamples, replayRouteFeedback, type LearnedExamples } from "./learned-examples.js";
+import { createLearnedExamples, replayRouteFeedback, shareLearnedExamples, type LearnedExamples } from "./learned-examples.js";
+import { createRedisKeyValueStore } from "../../../platform/kv/redis-kv-store.js";
+import { redisAvailable, redisUrl } from "../../../test/support/databases.js";
 import { catalogAgents } from "./route-eval.js";
 import { createSemanticRouter } from "./semantic-router.js";
 
@@ -92,5 +94,46 @@ describe("route feedback", () => {
       { organization: "acme", input: "c", target: Target.V2 },
     ]);
     expect(learned.of("globex")).toEqual([]);
+  });
+
+  it("teaches every running instance at once: two orchestrators on one Redis, feedback given to one steers the other", async (ctx) => {
+    if (!(await redisAvailable("route feedback shared over Redis"))) return ctx.skip();
+    // Two instances, each with its own Redis connections and its own learned examples, on one run store.
+    const kvs = [createRedisKeyValueStore(redisUrl()), createRedisKeyValueStore(redisUrl())];
+    const [a, b] = await Promise.all(kvs.map((kv) => shareLearnedExamples(createLearnedExamples(), kv)));
+    try {
+      const store = createMemoryRunStore();
+      const org = `shared-${Date.now()}`;
+      const one = orchestrator(store, a);
+      const two = orchestrator(store, b);
+      expect((await two.explainRoute({ input }, as(org))).target).toBe(Target.V1);
+      const run = await one.createRun({ input }, as(org));
+      await one.createFeedback({ parent: run.name, feedback: { rating: 2, correctTarget: Target.V2 } }, as(org));
+      // The other instance learns it from the channel, without a restart.
+      let target = Target.V1;
+      for (let i = 0; i < 100 && target !== Target.V2; i++) {
+        target = (await two.explainRoute({ input }, as(org))).target;
+        if (target !== Target.V2) await new Promise((r) => setTimeout(r, 20));
+      }
+      expect(target).toBe(Target.V2);
+      expect(b.of(org)).toEqual([{ organization: org, input, target: Target.V2 }]);
+    } finally {
+      await a.close();
+      await b.close();
+      await Promise.all(kvs.map((kv) => kv.close()));
+    }
+  });
+
+  it("a malformed message on the channel is ignored with a warning, and learning goes on", async () => {
+    const kv = createMemoryKeyValueStore();
+    const warnings: string[] = [];
+    const learned = await shareLearnedExamples(createLearnedExamples(), kv, (m) => warnings.push(m));
+    await kv.publish("rf:route-feedback", "{not json");
+    await kv.publish("rf:route-feedback", JSON.stringify({ organization: "acme", input: "Look at our funnel", target: Target.HYBRID }));
+    // Delivery is asynchronous, even in process: wait until the good message has arrived.
+    for (let i = 0; i < 100 && learned.of("acme").length === 0; i++) await new Promise((r) => setTimeout(r, 5));
+    expect(warnings).toHaveLength(1);
+    expect(learned.of("acme")).toEqual([{ organization: "acme", input: "Look at our funnel", target: Target.HYBRID }]);
+    await learned.close();
   });
 });
