@@ -22,7 +22,7 @@ import {
 import { runStreamingCall, runUnaryCall } from "@connectrpc/connect/protocol";
 import { errorFromStatus } from "./grpc-errors.js";
 import { headersFromMetadata, metadataFromHeaders } from "./metadata.js";
-import type { CallPolicy } from "./topology.js";
+import { resiliencePolicyOf, type CallPolicy } from "./topology.js";
 
 type HeadersInit = ConstructorParameters<typeof Headers>[0];
 
@@ -30,7 +30,7 @@ type HeadersInit = ConstructorParameters<typeof Headers>[0];
 export interface GrpcTransportOptions {
   /** address is `host:port` of the upstream. */
   readonly address: string;
-  /** policy is the upstream's call policy from the topology: default deadline and retries. */
+  /** policy is the upstream's call policy from the topology: the default deadline, and how often to reconnect. */
   readonly policy?: CallPolicy;
   /** interceptors run around every call, as on any Connect transport. */
   readonly interceptors?: readonly Interceptor[];
@@ -52,13 +52,18 @@ export interface GrpcTransport extends Transport {
  * while the bytes move through grpc-js (about 1.6 times less client CPU per
  * call than Connect's own gRPC transport on our machines; see
  * docs/performance.md).
- * Retries of UNAVAILABLE come from grpc-js's service-config retry policy.
+ * The channel has no service-config retry policy: it would retry UNAVAILABLE
+ * for every method, idempotent or not. Retries of calls that are safe to
+ * repeat come from the resilience interceptor (mesh/resilience.ts), which
+ * mesh/clients.ts puts on every transport to the mesh; grpc-js's transparent
+ * retries (of a call that never left this process) stay, being always safe.
  */
 export function createGrpcTransport(options: GrpcTransportOptions): GrpcTransport {
   const channelOptions: grpc.ChannelOptions = {
     "grpc.keepalive_time_ms": 30_000,
+    // Transparent retries only: without a retry policy in a service config, grpc-js retries nothing else.
     "grpc.enable_retries": 1,
-    ...(options.policy ? { "grpc.service_config": JSON.stringify(serviceConfig(options.policy)) } : {}),
+    ...(options.policy ? reconnectOptions(options.policy) : {}),
     ...options.channelOptions,
   };
   const client = new grpc.Client(options.address, options.credentials ?? grpc.credentials.createInsecure(), channelOptions);
@@ -115,19 +120,21 @@ export function createGrpcTransport(options: GrpcTransportOptions): GrpcTranspor
       input: MessageInitShape<I>,
       contextValues?: ContextValues,
     ): Promise<UnaryResponse<I, O>> {
+      // The deadline is fixed when the call starts: a retry, or a wait in a bulkhead's queue, spends it, not renews it.
+      const deadline = deadlineOf(timeoutMs);
       if (interceptors.length === 0) {
         // No interceptors to run: go straight to grpc-js, which enforces the
         // deadline itself. Connect's runUnaryCall would add a second deadline
         // timer and two linked AbortControllers per call (~7% of the
         // gateway's CPU in a profile), for nothing here.
-        return unaryCall(method, create(method.input, input), new Headers(header), deadlineOf(timeoutMs), signal);
+        return unaryCall(method, create(method.input, input), new Headers(header), deadline, signal);
       }
       return runUnaryCall<I, O>({
         interceptors,
         signal,
         timeoutMs: timeoutMs ?? defaultTimeoutMs,
         req: { stream: false, ...requestOf(method, header, contextValues), message: input },
-        next: (req) => unaryCall(method, create(method.input, req.message as MessageInitShape<I>), req.header, deadlineOf(timeoutMs), req.signal),
+        next: (req) => unaryCall(method, create(method.input, req.message as MessageInitShape<I>), req.header, deadline, req.signal),
       });
     },
     async stream<I extends DescMessage, O extends DescMessage>(
@@ -138,6 +145,7 @@ export function createGrpcTransport(options: GrpcTransportOptions): GrpcTranspor
       input: AsyncIterable<MessageInitShape<I>>,
       contextValues?: ContextValues,
     ): Promise<StreamResponse<I, O>> {
+      const deadline = deadlineOf(timeoutMs);
       return runStreamingCall<I, O>({
         interceptors,
         signal,
@@ -149,7 +157,7 @@ export function createGrpcTransport(options: GrpcTransportOptions): GrpcTranspor
           const serialize = codec.serialize as (m: MessageShape<I>) => Buffer;
           const deserialize = codec.deserialize as (b: Buffer) => MessageShape<O>;
           const md = metadataFromHeaders(req.header);
-          const callOptions = { deadline: deadlineOf(timeoutMs) };
+          const callOptions = { deadline };
           let call: grpc.ClientReadableStream<MessageShape<O>> | grpc.ClientDuplexStream<MessageShape<I>, MessageShape<O>>;
           if (method.methodKind === "server_streaming") {
             let first: MessageShape<I> | undefined;
@@ -248,21 +256,19 @@ function abortOn(signal: AbortSignal, fn: () => void): void {
   else signal.addEventListener("abort", fn, { once: true });
 }
 
-/** serviceConfig turns a topology call policy into a grpc-js service config with a retry policy. */
-function serviceConfig(policy: CallPolicy): object {
-  const { retry } = policy;
+/** grpcInitialReconnectBackoffMs is grpc-js's own first reconnect backoff. */
+const grpcInitialReconnectBackoffMs = 1_000;
+
+/**
+ * reconnectOptions bound how long a channel waits between attempts to
+ * reconnect to a lost upstream by the breaker's half-open delay: grpc-js's
+ * default backoff grows to two minutes, and a circuit's probe after the
+ * upstream is back would fail on a channel still waiting to reconnect.
+ */
+function reconnectOptions(policy: CallPolicy): grpc.ChannelOptions {
+  const { halfOpenAfterMs } = resiliencePolicyOf(policy).breaker;
   return {
-    methodConfig: [
-      {
-        name: [{}],
-        retryPolicy: {
-          maxAttempts: retry.maxAttempts,
-          initialBackoff: `${retry.initialBackoffMs / 1000}s`,
-          maxBackoff: `${retry.maxBackoffMs / 1000}s`,
-          backoffMultiplier: retry.backoffMultiplier,
-          retryableStatusCodes: retry.retryableCodes,
-        },
-      },
-    ],
+    "grpc.initial_reconnect_backoff_ms": Math.min(grpcInitialReconnectBackoffMs, halfOpenAfterMs),
+    "grpc.max_reconnect_backoff_ms": halfOpenAfterMs,
   };
 }

@@ -15,17 +15,109 @@ export const meshName = "raptorflow";
 /** ServiceName names one service of the mesh. */
 export type ServiceName = "gateway" | "orchestrator" | "v1-agents" | "v2-agents" | "identity";
 
-/** CallPolicy is how callers call a service: deadline and retries. */
+/**
+ * CallPolicy is how callers call a service: the deadline, the retries, and
+ * the resilience each calling process keeps per upstream (mesh/resilience.ts):
+ * a circuit breaker, a bulkhead and a retry budget. The three are optional so
+ * that a spec written without them (a test's, a new service's) still works;
+ * `resiliencePolicyOf` fills in `defaultResilience`.
+ */
 export interface CallPolicy {
   /** timeoutMs is the default deadline of a call when the caller has none. */
   readonly timeoutMs: number;
-  /** retry is the retry policy for UNAVAILABLE answers (idempotent-safe: the call never reached a handler). */
+  /**
+   * retry is how failed calls are tried again. Callers (mesh/resilience.ts)
+   * retry only calls that are safe to repeat (the method is declared
+   * `NO_SIDE_EFFECTS` or `IDEMPOTENT`, or the call carries an
+   * `idempotency-key`), only on UNAVAILABLE and RESOURCE_EXHAUSTED, within the
+   * retry budget and the call's deadline, up to `maxAttempts` attempts with
+   * exponential backoff and jitter. `retryableCodes` are the codes the mesh's
+   * proxy retries where there is one (App Mesh routes, cdk/).
+   */
   readonly retry: {
+    /** maxAttempts counts every attempt, the first included (gRPC's meaning). */
     readonly maxAttempts: number;
+    /** initialBackoffMs is the scale of the first backoff (jittered). */
     readonly initialBackoffMs: number;
+    /** maxBackoffMs bounds every backoff. */
     readonly maxBackoffMs: number;
+    /** backoffMultiplier is the backoff's exponential base. */
     readonly backoffMultiplier: number;
+    /** retryableCodes are the gRPC codes (`UNAVAILABLE`) the mesh's proxy retries. */
     readonly retryableCodes: readonly string[];
+  };
+  /** breaker opens the upstream's circuit when too many of its calls fail; `defaultResilience.breaker` when absent. */
+  readonly breaker?: BreakerPolicy;
+  /** bulkhead bounds the calls in flight to the upstream; `defaultResilience.bulkhead` when absent. */
+  readonly bulkhead?: BulkheadPolicy;
+  /** retryBudget bounds the retries to the upstream; `defaultResilience.retryBudget` when absent. */
+  readonly retryBudget?: RetryBudgetPolicy;
+}
+
+/**
+ * BreakerPolicy is when a caller stops calling an upstream that fails, and
+ * when it tries again. Only failures that say the upstream is unhealthy count
+ * (UNAVAILABLE, DEADLINE_EXCEEDED, RESOURCE_EXHAUSTED), never a caller's
+ * mistake (INVALID_ARGUMENT, NOT_FOUND, PERMISSION_DENIED …).
+ */
+export interface BreakerPolicy {
+  /** failureRate (between 0 and 1) of the counted calls in the window above which the circuit opens. */
+  readonly failureRate: number;
+  /** windowMs is the sampling window the rate is measured over. */
+  readonly windowMs: number;
+  /** minimumCalls is how many counted calls the window needs before the circuit may open (a quiet caller's few failures are not a trend). */
+  readonly minimumCalls: number;
+  /** halfOpenAfterMs is how long an open circuit refuses calls before one probe call may go through; its success closes the circuit. */
+  readonly halfOpenAfterMs: number;
+}
+
+/** BulkheadPolicy bounds what one calling process asks of an upstream at once. */
+export interface BulkheadPolicy {
+  /** maxConcurrent is the most calls in flight (a stream counts while it opens). */
+  readonly maxConcurrent: number;
+  /** maxQueued is the most calls waiting for a slot; past it a call is refused with RESOURCE_EXHAUSTED. */
+  readonly maxQueued: number;
+}
+
+/**
+ * RetryBudgetPolicy bounds retries so that they cannot multiply an outage's
+ * load: over the last `windowMs`, a calling process makes at most
+ * `minRetries` plus `ratio` times the calls it made to the upstream.
+ */
+export interface RetryBudgetPolicy {
+  /** ratio of retries to calls allowed over the window (0.2: one retry for every five calls). */
+  readonly ratio: number;
+  /** minRetries are allowed in any window, so a quiet caller can still retry. */
+  readonly minRetries: number;
+  /** windowMs is the window calls and retries are counted over. */
+  readonly windowMs: number;
+}
+
+/** ResiliencePolicy is a call policy's breaker, bulkhead and retry budget, each filled in. */
+export interface ResiliencePolicy {
+  /** breaker is when callers stop calling the service, and when they try again. */
+  readonly breaker: BreakerPolicy;
+  /** bulkhead bounds a caller's calls in flight to the service. */
+  readonly bulkhead: BulkheadPolicy;
+  /** retryBudget bounds a caller's retries to the service. */
+  readonly retryBudget: RetryBudgetPolicy;
+}
+
+/** defaultResilience is what a call policy without its own breaker, bulkhead or retry budget gets: the fast services' values. */
+export const defaultResilience: ResiliencePolicy = {
+  // Open when more than half of at least 20 calls in 10 s fail; probe again after 2 s.
+  breaker: { failureRate: 0.5, windowMs: 10_000, minimumCalls: 20, halfOpenAfterMs: 2_000 },
+  bulkhead: { maxConcurrent: 200, maxQueued: 100 },
+  // One retry for every five calls over 10 s, and 10 in any case.
+  retryBudget: { ratio: 0.2, minRetries: 10, windowMs: 10_000 },
+};
+
+/** resiliencePolicyOf is a call policy's breaker, bulkhead and retry budget, `defaultResilience` where it has none. */
+export function resiliencePolicyOf(policy: CallPolicy): ResiliencePolicy {
+  return {
+    breaker: policy.breaker ?? defaultResilience.breaker,
+    bulkhead: policy.bulkhead ?? defaultResilience.bulkhead,
+    retryBudget: policy.retryBudget ?? defaultResilience.retryBudget,
   };
 }
 
@@ -129,6 +221,25 @@ const unavailableRetry = {
   retryableCodes: ["UNAVAILABLE"],
 } as const;
 
+/**
+ * fastCalls is the resilience of services that answer in milliseconds or
+ * hand long work to others (identity, the orchestrator; the gateway has no
+ * callers in the mesh): a short window, a quick probe, room for many calls.
+ */
+const fastCalls: ResiliencePolicy = defaultResilience;
+
+/**
+ * modelCalls is the resilience of the agent services, whose calls wait for a
+ * model for tens of seconds: failures are measured over a longer window (a
+ * call's failure arrives when it ends), the circuit waits longer before it
+ * probes, and fewer calls run at once, with as many waiting.
+ */
+const modelCalls: ResiliencePolicy = {
+  breaker: { failureRate: 0.5, windowMs: 30_000, minimumCalls: 10, halfOpenAfterMs: 5_000 },
+  bulkhead: { maxConcurrent: 64, maxQueued: 64 },
+  retryBudget: { ratio: 0.2, minRetries: 10, windowMs: 30_000 },
+};
+
 const grpcHealth: HealthCheck = {
   kind: "grpc",
   intervalSeconds: 10,
@@ -146,7 +257,7 @@ export const topology: Readonly<Record<ServiceName, ServiceSpec>> = {
     port: 8080,
     grpcServices: [],
     upstreams: ["orchestrator", "v1-agents", "v2-agents", "identity"],
-    callPolicy: { timeoutMs: 60_000, retry: unavailableRetry },
+    callPolicy: { timeoutMs: 60_000, retry: unavailableRetry, ...fastCalls },
     scaling: { cpu: 512, memoryMiB: 1024, minTasks: 2, maxTasks: 15, spot: false },
     health: { ...grpcHealth, kind: "http", path: "/healthz", startPeriodSeconds: 30 },
     exposure: "public",
@@ -158,7 +269,7 @@ export const topology: Readonly<Record<ServiceName, ServiceSpec>> = {
     port: 50051,
     grpcServices: ["raptorflow.v3.OrchestratorService"],
     upstreams: ["v1-agents", "v2-agents"],
-    callPolicy: { timeoutMs: 60_000, retry: unavailableRetry },
+    callPolicy: { timeoutMs: 60_000, retry: unavailableRetry, ...fastCalls },
     scaling: { cpu: 1024, memoryMiB: 2048, minTasks: 2, maxTasks: 20, spot: false },
     health: grpcHealth,
     exposure: "internal",
@@ -188,7 +299,7 @@ export const topology: Readonly<Record<ServiceName, ServiceSpec>> = {
       "raptorflow.v1.IntelligenceService",
     ],
     upstreams: [],
-    callPolicy: { timeoutMs: 30_000, retry: unavailableRetry },
+    callPolicy: { timeoutMs: 30_000, retry: unavailableRetry, ...modelCalls },
     scaling: { cpu: 512, memoryMiB: 1024, minTasks: 1, maxTasks: 10, spot: false },
     health: grpcHealth,
     exposure: "mesh",
@@ -200,7 +311,7 @@ export const topology: Readonly<Record<ServiceName, ServiceSpec>> = {
     port: 50053,
     grpcServices: ["raptorflow.agent.v1.AgentService", "raptorflow.v2.CampaignService", "raptorflow.v2.AssetService", "raptorflow.v2.MemoryService"],
     upstreams: [],
-    callPolicy: { timeoutMs: 30_000, retry: unavailableRetry },
+    callPolicy: { timeoutMs: 30_000, retry: unavailableRetry, ...modelCalls },
     scaling: { cpu: 512, memoryMiB: 1024, minTasks: 3, maxTasks: 50, spot: true },
     health: grpcHealth,
     exposure: "mesh",
@@ -213,7 +324,7 @@ export const topology: Readonly<Record<ServiceName, ServiceSpec>> = {
     grpcServices: ["raptorflow.identity.v1.IdentityService"],
     upstreams: [],
     // Sign-in hashes a password (scrypt, tens of milliseconds): short calls, a short deadline.
-    callPolicy: { timeoutMs: 10_000, retry: unavailableRetry },
+    callPolicy: { timeoutMs: 10_000, retry: unavailableRetry, ...fastCalls },
     // Never on spot, and never fewer than two: nobody signs in while it is down.
     scaling: { cpu: 512, memoryMiB: 1024, minTasks: 2, maxTasks: 10, spot: false },
     health: grpcHealth,
