@@ -1,4 +1,5 @@
-import { create } from "@bufbuild/protobuf";
+import { clone, create } from "@bufbuild/protobuf";
+import { logger } from "../../mesh/logger.js";
 import { timestampFromDate, timestampNow } from "@bufbuild/protobuf/wkt";
 import { createValidator } from "@bufbuild/protovalidate";
 import { Code, ConnectError, type Client, type HandlerContext, type ServiceImpl } from "@connectrpc/connect";
@@ -48,6 +49,35 @@ function runIdempotency(req: CreateRunRequest, header: Headers): Idempotency | u
   return idempotencyOf(CreateRunRequestSchema, create(CreateRunRequestSchema, { ...req, requestId: "" }), header, req.requestId);
 }
 
+/**
+ * saveFinal records a run's final state. When the store cannot take it (the
+ * database is down), the caller gets the error at once, and the save is
+ * tried again in the background, every few seconds for up to ten minutes, so
+ * the run does not stay RUNNING once the database is back. (A run that
+ * outlasts even that is marked FAILED by the next start's recovery.)
+ */
+async function saveFinal(store: RunStore, org: string, run: Run, retryEveryMs = 2_000): Promise<void> {
+  try {
+    await store.save(org, run);
+  } catch (e) {
+    const log = logger("orchestrator");
+    log.warn({ run: run.name, err: (e as Error).message }, "could not record the run's final state; trying again in the background");
+    const final = clone(RunSchema, run);
+    const deadline = Date.now() + 10 * 60_000;
+    const again = (): void => {
+      store.save(org, final).then(
+        () => log.info({ run: final.name, state: Run_State[final.state] }, "recorded the run's final state"),
+        () => {
+          if (Date.now() < deadline) setTimeout(again, retryEveryMs).unref();
+          else log.error({ run: final.name }, "gave up recording the run's final state; the next start marks it FAILED");
+        },
+      );
+    };
+    setTimeout(again, retryEveryMs).unref();
+    throw e;
+  }
+}
+
 /** OrchestratorDeps are what the orchestrator needs, injected so tests can pass their own. */
 export interface OrchestratorDeps {
   /** agents are the clients of the two agent services. */
@@ -62,6 +92,8 @@ export interface OrchestratorDeps {
   readonly context: SharedContext;
   /** events carries run events to watchers on any instance. */
   readonly events: RunEvents;
+  /** retrySaveMs is how often a final state the store refused is tried again (default 2 s). */
+  readonly retrySaveMs?: number;
   /** telemetry traces and counts runs, steps and routes, and remembers them for the status; none when undefined. */
   readonly telemetry?: RunTelemetry;
 }
@@ -175,7 +207,7 @@ export function createOrchestratorImpl(deps: OrchestratorDeps): ServiceImpl<type
       run.error = `${Code[err.code]}: ${err.rawMessage}`;
     }
     run.updateTime = timestampNow();
-    await deps.store.save(org, run);
+    await saveFinal(deps.store, org, run, deps.retrySaveMs);
     deps.telemetry?.finished(org, run, startedMs);
     yield await emit({ event: { case: "run", value: run } });
   }

@@ -26,7 +26,7 @@ type Behaviour = { output?: JsonObject; fail?: Code };
  * wait until the test releases them, so a test sees which calls are in
  * flight together and what context each received.
  */
-function harness(behaviours: Record<string, Behaviour> = {}, options: { hold?: boolean } = {}) {
+function harness(behaviours: Record<string, Behaviour> = {}, options: { hold?: boolean; storeDown?: () => boolean } = {}) {
   const inFlight = new Set<string>();
   let most = 0;
   const seen: { agent: string; context: JsonObject; with: string[]; timeoutMs?: number }[] = [];
@@ -51,8 +51,14 @@ function harness(behaviours: Record<string, Behaviour> = {}, options: { hold?: b
   };
   const client = createClient(AgentService, createRouterTransport(({ service }) => service(AgentService, fake)));
   const kv = createMemoryKeyValueStore();
-  const store = createMemoryRunStore();
+  const memory = createMemoryRunStore();
+  // A store whose writes fail while the test says the database is down.
+  const store: typeof memory = {
+    ...memory,
+    save: (org, run) => (options.storeDown?.() ? Promise.reject(Object.assign(new Error("connect ECONNREFUSED"), { code: "ECONNREFUSED" })) : memory.save(org, run)),
+  };
   const impl = createOrchestratorImpl({
+    retrySaveMs: 10,
     agents: { v1: client, v2: client },
     catalog: async () => agents,
     router: (catalog) => createSemanticRouter(catalog),
@@ -281,5 +287,28 @@ describe("batches", () => {
     const b = await h.orch.batchCreateRuns({ requests }, { headers });
     expect(a.runs).toHaveLength(2);
     expect(b.runs.map((r) => r.name)).toEqual(a.runs.map((r) => r.name));
+  });
+});
+
+describe("the database going away during a run", () => {
+  it("the caller gets the error at once, and the run's final state is recorded once the database is back: never left RUNNING", async () => {
+    let down = false;
+    const h = harness({}, { hold: true, storeDown: () => down });
+    const run = h.orch.createRun({ input: "Build our ICP", agents: ["agents/icp_builder"], checks: Checks.OFF }).catch((e: unknown) => ConnectError.from(e));
+    await h.waitFor("icp_builder");
+    down = true;
+    await h.release("icp_builder");
+    // The caller gets the store's error at once (over gRPC, mesh/grpc-errors.ts makes it UNAVAILABLE).
+    const err = await run;
+    expect(err).toBeInstanceOf(ConnectError);
+    const [stuck] = (await h.store.list("default", 10, "")).runs;
+    expect(stuck.state).toBe(Run_State.RUNNING);
+    down = false;
+    let stored = stuck;
+    for (let i = 0; i < 200 && stored.state === Run_State.RUNNING; i++) {
+      await new Promise((r) => setTimeout(r, 10));
+      stored = (await h.store.get("default", stuck.name))!;
+    }
+    expect(stored.state).not.toBe(Run_State.RUNNING);
   });
 });
