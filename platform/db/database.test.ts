@@ -15,7 +15,7 @@ const tables = async (db: Database): Promise<string[]> =>
   ).map((r) => r.table_name);
 
 /** upAndDown runs the orchestrator's migrations up, down and up again, checking the tables each time. */
-const all = ["Migration20261125000000_runs", "Migration20261125020000_memories", "Migration20261202020000_feedback_target"];
+const all = ["Migration20261125000000_runs", "Migration20261125020000_memories", "Migration20261202020000_feedback_target", "Migration20261202120000_named_contexts"];
 
 async function upAndDown(db: Database): Promise<void> {
   expect(await db.migrate()).toEqual(all);

@@ -5,6 +5,7 @@ import { MikroORM, PostgreSqlDriver } from "@mikro-orm/postgresql";
 import type { Pool } from "pg";
 import { instrumentPool } from "./db-telemetry.js";
 import { startEmbeddedPostgres, type EmbeddedPostgres } from "./embedded-postgres.js";
+import { logger } from "../../mesh/logger.js";
 
 /** DatabaseOptions say which database a service uses and what it keeps there. */
 export interface DatabaseOptions {
@@ -120,11 +121,22 @@ export async function openDatabase(options: DatabaseOptions): Promise<Database> 
     },
     async close() {
       stopPoolTelemetry();
-      await ready.close(true);
+      // A connection PostgreSQL dropped inside a transaction may never come back to the pool, and then
+      // ending the pool waits forever: shutdown must not. After closeTimeoutMs the pool is left behind.
+      let timer: NodeJS.Timeout | undefined;
+      const gaveUp = await Promise.race([
+        ready.close(true).then(() => false),
+        new Promise<boolean>((r) => (timer = setTimeout(() => r(true), closeTimeoutMs))),
+      ]);
+      clearTimeout(timer);
+      if (gaveUp) logger("database").warn({ schema: options.schema }, `the connection pool did not close within ${closeTimeoutMs} ms (a connection lost mid-transaction); leaving it`);
       await embedded?.stop();
     },
   };
 }
+
+/** closeTimeoutMs bounds how long closing the pool may take at shutdown. */
+const closeTimeoutMs = 5_000;
 
 function positive(env: Record<string, string | undefined>, key: string, fallback: number): number {
   const raw = env[key];
