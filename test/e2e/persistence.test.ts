@@ -133,5 +133,6 @@ describe("the embedded database", () => {
     expect(byInput["Write a tagline"].steps[0].result?.provider).toBe("offline");
     expect(byInput["Write another tagline"].state).toBe(Run_State.FAILED);
     expect(byInput["Write another tagline"].error).toContain("interrupted");
-  });
+    // Three service starts and two embedded databases: on 2 cores beside the rest of the suite, more than the default 30 s.
+  }, 120_000);
 });
