@@ -10,6 +10,7 @@ import { forkService, stopMesh, type StartedService } from "../../mesh/local-run
 import { plainServerStream, plainUnary } from "../support/grpc-client.js";
 
 // Every model call takes 1.5 s, like a real model: long enough to act during it.
+// Each test starts three services itself: on 2 cores beside the rest of the suite that can take more than the default 30 s.
 const slowEnv = {
   ...process.env,
   NODE_ENV: "test",
@@ -48,7 +49,7 @@ describe("graceful shutdown", () => {
     expect(message.agent).toBe("agents/copywriter");
     expect(message.provider).toBe("offline");
     expect(await exited).toBe(0);
-  });
+  }, 120_000);
 });
 
 describe("deadlines", () => {
@@ -80,5 +81,5 @@ describe("deadlines", () => {
     }
     expect(run?.state).toBe(Run_State.CANCELLED);
     expect(run?.steps[0].state).toBe(Run_State.CANCELLED);
-  });
+  }, 120_000);
 });
