@@ -50,7 +50,7 @@ describe("outages in the middle of a run", () => {
   it("PostgreSQL dropping every connection mid-run: the pool reconnects and the run finishes, recorded", async (ctx) => {
     if (!(await postgresAvailable("PostgreSQL outage mid-run"))) return ctx.skip();
     const { address, scratch } = await mesh();
-    const run = plainUnary(address, OrchestratorService.method.createRun, twoSteps, { deadlineMs: 20_000 });
+    const run = plainUnary(address, OrchestratorService.method.createRun, twoSteps, { deadlineMs: 60_000 });
     await new Promise((r) => setTimeout(r, 700));
     const admin = new pg.Client({ connectionString: scratch.url.replace(/\/[^/]+$/, "/postgres") });
     await admin.connect();
@@ -63,7 +63,7 @@ describe("outages in the middle of a run", () => {
     const stored = await plainUnary(address, OrchestratorService.method.getRun, { name: message.name });
     expect(stored.message.state).toBe(Run_State.SUCCEEDED);
     expect(stored.message.steps).toHaveLength(2);
-  });
+  }, 120_000);
 
   it("Redis dying mid-run: the shared context falls back to PostgreSQL and the run finishes, recorded", async (ctx) => {
     if (!(await postgresAvailable("Redis outage mid-run"))) return ctx.skip();
@@ -72,7 +72,7 @@ describe("outages in the middle of a run", () => {
     cleanups.push(() => redis.kill("SIGKILL"));
     await new Promise((r) => setTimeout(r, 300));
     const { address } = await mesh({ REDIS_URL: `redis://127.0.0.1:${port}` });
-    const run = plainUnary(address, OrchestratorService.method.createRun, twoSteps, { deadlineMs: 20_000 });
+    const run = plainUnary(address, OrchestratorService.method.createRun, twoSteps, { deadlineMs: 60_000 });
     await new Promise((r) => setTimeout(r, 700));
     redis.kill("SIGKILL");
     const { message } = await run;
@@ -81,5 +81,5 @@ describe("outages in the middle of a run", () => {
     expect(Object.keys(message.output ?? {})).toEqual(["icp_builder", "copywriter"]);
     const stored = await plainUnary(address, OrchestratorService.method.getRun, { name: message.name });
     expect(stored.message.state).toBe(Run_State.SUCCEEDED);
-  });
+  }, 120_000);
 });
