@@ -47,19 +47,21 @@ describe("legacy /api/v3 routes", () => {
     expect(caps.json.router).toBe("semantic-v1");
   });
 
-  it("batch runs every request in order, and one bad request fails the whole batch before any runs", async () => {
+  it("batch runs every request in order; a bad request gets its own error and the others run", async () => {
     const ok = await call("POST", "/api/v3/batch", {
       requests: [{ input: "Segment our customers into cohorts" }, { input: "Draft a tweet about our webinar" }],
     });
     expect(ok.status).toBe(200);
     expect(ok.json.runs.map((r: { input: string }) => r.input)).toEqual(["Segment our customers into cohorts", "Draft a tweet about our webinar"]);
     const before = (await call("GET", "/v3/runs?pageSize=1000")).json.runs.length;
-    const bad = await call("POST", "/v3/runs:batchCreate", {
+    const mixed = await call("POST", "/v3/runs:batchCreate", {
       requests: [{ input: "fine" }, { input: "also fine", agents: ["agents/nobody"] }],
     });
-    expect(bad.status).toBe(400);
-    expect(bad.json.message).toContain("requests[1]");
-    expect((await call("GET", "/v3/runs?pageSize=1000")).json.runs.length).toBe(before);
+    expect(mixed.status).toBe(200);
+    expect(mixed.json.results[1].error.code).toBe(3);
+    expect(mixed.json.results[1].error.message).toContain("requests[1]");
+    expect(mixed.json.runs.map((r: { input: string }) => r.input)).toEqual(["fine"]);
+    expect((await call("GET", "/v3/runs?pageSize=1000")).json.runs.length).toBe(before + 1);
   });
 
   it("feedback on a run: 201 on /v3, 200 on the legacy route, 404 for an unknown run, 400 for a bad rating", async () => {
