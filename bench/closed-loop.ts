@@ -22,8 +22,9 @@ export interface ClosedLoopResult {
   readonly firstError?: unknown;
   /** seconds is the length of the window as measured. */
   readonly seconds: number;
-  /** p50Ms and p99Ms are latency percentiles of the successful calls. */
+  /** p50Ms, p95Ms and p99Ms are latency percentiles of the successful calls. */
   readonly p50Ms: number;
+  readonly p95Ms: number;
   readonly p99Ms: number;
   /** clientCpuSeconds is this process's user + system CPU time inside the window. */
   readonly clientCpuSeconds: number;
@@ -100,7 +101,59 @@ export async function runClosedLoop(call: () => Promise<unknown>, options: Close
     firstError,
     seconds,
     p50Ms: percentile(sorted, 50),
+    p95Ms: percentile(sorted, 95),
     p99Ms: percentile(sorted, 99),
     clientCpuSeconds: (cpu.user + cpu.system) / 1e6,
+  };
+}
+
+/** LoadWindow is what one load run measured inside its window. */
+export interface LoadWindow {
+  /** ok is the number of successful answers inside the window. */
+  readonly ok: number;
+  /** failed is the number of failures inside the window (non-2xx, transport errors, timeouts, wrong bodies). */
+  readonly failed: number;
+  /** failures counts the failures by kind, for example `HTTP 503` or `body check failed`. */
+  readonly failures: Readonly<Record<string, number>>;
+  /** firstFailure describes the first failure. */
+  readonly firstFailure?: string;
+  /** seconds is the length of the window as measured. */
+  readonly seconds: number;
+  /** p50Ms, p95Ms and p99Ms are latency percentiles of the successful answers. */
+  readonly p50Ms: number;
+  readonly p95Ms: number;
+  readonly p99Ms: number;
+  /** clientCpuSeconds is the load generator's user + system CPU time inside the window. */
+  readonly clientCpuSeconds: number;
+}
+
+/** windowOf is a LoadWindow from the latencies of the `ok` successful answers and the failure counts of a window. */
+export function windowOf(
+  latencies: Float64Array,
+  counts: Pick<LoadWindow, "ok" | "failed" | "failures" | "firstFailure" | "seconds">,
+  cpu: NodeJS.CpuUsage,
+): LoadWindow {
+  const sorted = latencies.subarray(0, counts.ok).sort();
+  return {
+    ...counts,
+    p50Ms: percentile(sorted, 50),
+    p95Ms: percentile(sorted, 95),
+    p99Ms: percentile(sorted, 99),
+    clientCpuSeconds: (cpu.user + cpu.system) / 1e6,
+  };
+}
+
+/** windowOfClosedLoop is a LoadWindow from a closed-loop gRPC run, its errors counted under `errorKind`. */
+export function windowOfClosedLoop(r: ClosedLoopResult, failures: Readonly<Record<string, number>>): LoadWindow {
+  return {
+    ok: r.calls,
+    failed: r.errors,
+    failures,
+    firstFailure: r.firstError === undefined ? undefined : String(r.firstError),
+    seconds: r.seconds,
+    p50Ms: r.p50Ms,
+    p95Ms: r.p95Ms,
+    p99Ms: r.p99Ms,
+    clientCpuSeconds: r.clientCpuSeconds,
   };
 }

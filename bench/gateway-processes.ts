@@ -25,18 +25,16 @@
  * Imported as a module (by the benchmark), it only exports the parent's side.
  */
 import { spawn, type ChildProcess } from "node:child_process";
-import { readdirSync, writeFileSync } from "node:fs";
-import { findSourceMap } from "node:module";
 import { createInterface } from "node:readline";
-import { join, resolve as resolvePath } from "node:path";
-import { fileURLToPath, pathToFileURL } from "node:url";
+import { resolve as resolvePath } from "node:path";
+import { fileURLToPath } from "node:url";
+import { dumpSourceMaps } from "./source-maps.js";
 
 /** BenchChildKind names the processes of the gateway benchmark. */
 export type BenchChildKind = "upstream" | "gateway" | "fastify";
 
 const childKinds: readonly BenchChildKind[] = ["upstream", "gateway", "fastify"];
 const thisFile = fileURLToPath(import.meta.url);
-const repoRoot = fileURLToPath(new URL("../", import.meta.url));
 const sourceMapsEnv = "RAPTORFLOW_BENCH_SOURCE_MAPS";
 
 /** ChildCpu is a child's CPU time (user + system, all threads) at one instant of its own monotonic clock. */
@@ -228,30 +226,6 @@ async function startFastify(port: number): Promise<RunningChild> {
   });
   await app.listen({ port, host: "127.0.0.1" });
   return { port: listeningPort(app.server.address(), port), close: () => app.close() };
-}
-
-/**
- * dumpSourceMaps writes `{ [fileUrl]: sourceMapPayload }` for every
- * TypeScript module of the repository (outside node_modules) this process
- * loaded through tsx.
- */
-function dumpSourceMaps(file: string): void {
-  const maps: Record<string, unknown> = {};
-  for (const dir of ["services", "mesh", "gen", "bench", "test/support", "platform"]) {
-    let entries: string[];
-    try {
-      entries = readdirSync(join(repoRoot, dir), { recursive: true, encoding: "utf8" });
-    } catch {
-      continue;
-    }
-    for (const entry of entries) {
-      if (!entry.endsWith(".ts")) continue;
-      const url = pathToFileURL(join(repoRoot, dir, entry)).href;
-      const map = findSourceMap(url);
-      if (map) maps[url] = map.payload;
-    }
-  }
-  writeFileSync(file, JSON.stringify(maps));
 }
 
 function listeningPort(address: ReturnType<import("node:net").Server["address"]>, fallback: number): number {

@@ -25,21 +25,19 @@
  * Progress goes to stderr; the Markdown report goes to stdout.
  */
 import * as grpc from "@grpc/grpc-js";
-import { execFileSync } from "node:child_process";
 import * as http from "node:http";
 import * as os from "node:os";
-import { mkdirSync, readFileSync, readdirSync, rmSync, statSync } from "node:fs";
-import { SourceMap, type SourceMapPayload } from "node:module";
+import { mkdirSync, rmSync } from "node:fs";
 import { join } from "node:path";
-import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
 import { setTimeout as sleep } from "node:timers/promises";
-import autocannon from "autocannon";
 import { fromBinary, fromJson, toBinary, toJson, type JsonValue } from "@bufbuild/protobuf";
 import { EchoService, KitchenSchema, type Kitchen } from "../gen/raptorflow/conformance/v1/conformance_pb.js";
-import { percentile, runClosedLoop } from "./closed-loop.js";
+import { runAutocannon, type HttpTarget, type WindowHooks } from "./autocannon-load.js";
+import { runClosedLoop, windowOfClosedLoop, type LoadWindow } from "./closed-loop.js";
+import { newestMainThreadProfile, profileTables, summariseProfile, type ProfileSummary } from "./cpu-profile.js";
 import { spawnBenchChild, type BenchChild, type ChildCpu, type MemSample } from "./gateway-processes.js";
-import { busyMs, fmtCores, fmtInt, fmtMs, fmtRatio, machineLine, versionOf } from "./report.js";
+import { busyMs, codeState, fmtCores, fmtInt, fmtMs, fmtRatio, machineLine, mdCode, median, versionOf, waitForQuiet } from "./report.js";
 
 /** The small unary message of every case. */
 const bodyJson = { stringValue: "hello", int32Value: 42, tags: ["a", "b"] } as const;
@@ -62,23 +60,6 @@ const caseLabels: Record<CaseId, { path: string; load: string }> = {
   },
 };
 
-/** LoadWindow is what one load run measured inside its window. */
-interface LoadWindow {
-  readonly ok: number;
-  readonly failed: number;
-  readonly firstFailure?: string;
-  readonly seconds: number;
-  readonly p50Ms: number;
-  readonly p99Ms: number;
-  readonly clientCpuSeconds: number;
-}
-
-/** WindowHooks run as a load run's measured window opens and closes. */
-interface WindowHooks {
-  readonly onWindowStart: () => void;
-  readonly onWindowEnd: () => void;
-}
-
 /** RunMetrics are one run's derived figures. */
 interface RunMetrics {
   readonly reqPerSec: number;
@@ -99,109 +80,8 @@ function otherCores(m: RunMetrics): number {
   return m.machineCores - nz(m.frontCores) - nz(m.upstreamCores) - m.clientCores;
 }
 
-/**
- * waitForQuiet waits (up to `maxWaitMs`) until the machine, over one second,
- * uses less than `threshold` cores besides our idle processes, so a run on a
- * shared machine does not start in the middle of someone else's build.
- * It resolves with how busy the last second was.
- */
-async function waitForQuiet(threshold: number, maxWaitMs: number): Promise<number> {
-  const until = performance.now() + maxWaitMs;
-  for (;;) {
-    const b0 = busyMs();
-    const t0 = performance.now();
-    await sleep(1000);
-    const busy = (busyMs() - b0) / (performance.now() - t0);
-    if (busy < threshold || performance.now() >= until) return busy;
-    process.stderr.write(`(machine busy: ${busy.toFixed(2)} cores, waiting) `);
-  }
-}
-
-
-function median(values: readonly number[]): number {
-  const s = [...values].sort((a, b) => a - b);
-  const mid = s.length >> 1;
-  return s.length % 2 ? s[mid] : (s[mid - 1] + s[mid]) / 2;
-}
-
 function cores(a: ChildCpu, b: ChildCpu): number {
   return (b.cpuMicros - a.cpuMicros) / 1e6 / ((b.wallMs - a.wallMs) / 1000);
-}
-
-/**
- * runAutocannon loads `POST url` with autocannon, `connections` keep-alive
- * connections with one request in flight each, for a warm-up and then a
- * measured window. As in `runClosedLoop`, only responses that complete inside
- * the window count, with their latency from autocannon's `response` event
- * (sub-millisecond, unlike its histogram).
- */
-async function runAutocannon(url: string, opts: { connections: number; warmupMs: number; durationMs: number } & WindowHooks): Promise<LoadWindow> {
-  let recording = false;
-  let latencies = new Float64Array(1 << 16);
-  let ok = 0;
-  let failed = 0;
-  let firstFailure: string | undefined;
-  const fail = (what: string): void => {
-    if (!recording) return;
-    failed++;
-    firstFailure ??= what;
-  };
-
-  let finished!: (r: autocannon.Result) => void;
-  let crashed!: (e: unknown) => void;
-  const done = new Promise<autocannon.Result>((resolve, reject) => {
-    finished = resolve;
-    crashed = reject;
-  });
-  const instance = autocannon(
-    {
-      url,
-      method: "POST",
-      headers: { "content-type": "application/json" },
-      body: bodyText,
-      connections: opts.connections,
-      pipelining: 1,
-      // Stopped by hand after the window; this is only a backstop.
-      duration: (opts.warmupMs + opts.durationMs) / 1000 + 30,
-      timeout: 10,
-    },
-    (err, result) => (err ? crashed(err) : finished(result)),
-  );
-  instance.on("response", (_client, statusCode, _bytes, responseTime) => {
-    if (!recording) return;
-    if (statusCode < 200 || statusCode > 299) return fail(`HTTP ${statusCode}`);
-    if (ok === latencies.length) {
-      const grown = new Float64Array(latencies.length * 2);
-      grown.set(latencies);
-      latencies = grown;
-    }
-    latencies[ok++] = responseTime;
-  });
-  instance.on("reqError", (e) => fail(String(e)));
-
-  await sleep(opts.warmupMs);
-  opts.onWindowStart();
-  const cpu0 = process.cpuUsage();
-  const t0 = performance.now();
-  recording = true;
-  await sleep(opts.durationMs);
-  recording = false;
-  const seconds = (performance.now() - t0) / 1000;
-  const cpu = process.cpuUsage(cpu0);
-  opts.onWindowEnd();
-  instance.stop();
-  await done;
-
-  const sorted = latencies.subarray(0, ok).sort();
-  return {
-    ok,
-    failed,
-    firstFailure,
-    seconds,
-    p50Ms: percentile(sorted, 50),
-    p99Ms: percentile(sorted, 99),
-    clientCpuSeconds: (cpu.user + cpu.system) / 1e6,
-  };
 }
 
 /** runGrpcDirect loads the upstream with a plain grpc-js client: `Echo` calls, closed loop. */
@@ -220,18 +100,15 @@ async function runGrpcDirect(address: string, opts: { connections: number; warmu
     const echoed = await call(); // connect, and fail fast on a broken case
     if (JSON.stringify(toJson(KitchenSchema, echoed)) !== bodyText) throw new Error(`direct gRPC echo answered ${JSON.stringify(toJson(KitchenSchema, echoed))}`);
     const r = await runClosedLoop(call, { concurrency: opts.connections, warmupMs: opts.warmupMs, durationMs: opts.durationMs, onWindowStart: opts.onWindowStart, onWindowEnd: opts.onWindowEnd });
-    return {
-      ok: r.calls,
-      failed: r.errors,
-      firstFailure: r.firstError === undefined ? undefined : String(r.firstError),
-      seconds: r.seconds,
-      p50Ms: r.p50Ms,
-      p99Ms: r.p99Ms,
-      clientCpuSeconds: r.clientCpuSeconds,
-    };
+    return windowOfClosedLoop(r, r.errors ? { "gRPC error": r.errors } : {});
   } finally {
     client.close();
   }
+}
+
+/** echoTarget is `POST url` with the Kitchen of every case, for autocannon. */
+function echoTarget(url: string): HttpTarget {
+  return { url, method: "POST", headers: { "content-type": "application/json" }, body: bodyText };
 }
 
 /** checkEcho sends one request and checks the answer is the echoed Kitchen, so a broken front fails before it is measured. */
@@ -272,7 +149,7 @@ async function measure(
   const r =
     id === "grpc"
       ? await runGrpcDirect(`127.0.0.1:${procs.upstream.port}`, { ...load, ...hooks })
-      : await runAutocannon(`http://127.0.0.1:${front!.port}/v1/echo`, { ...load, ...hooks });
+      : await runAutocannon(echoTarget(`http://127.0.0.1:${front!.port}/v1/echo`), { ...load, ...hooks });
   const [fa, fb, ua, ub] = await Promise.all([f0, f1, u0, u1]);
   if (r.failed > 0) process.stderr.write(`  ${id}: ${r.failed} failed, first: ${r.firstFailure}\n`);
   return {
@@ -388,276 +265,9 @@ async function streamThrough(gateway: BenchChild, count: number, textBytes: numb
 }
 
 // ---------------------------------------------------------------------------
-// CPU profile
-
-/** The parts of a V8 `.cpuprofile` the summary reads. */
-interface CpuProfile {
-  readonly nodes: ReadonlyArray<{
-    readonly id: number;
-    readonly callFrame: { readonly functionName: string; readonly url: string; readonly lineNumber: number };
-    readonly hitCount?: number;
-    readonly children?: readonly number[];
-  }>;
-  readonly startTime: number;
-  readonly endTime: number;
-  readonly samples?: readonly number[];
-  readonly timeDeltas?: readonly number[];
-}
-
-/** FunctionCost is the self and inclusive samples of one function (name + file + line) in a profile. */
-interface FunctionCost {
-  readonly key: string;
-  readonly name: string;
-  readonly where: string;
-  readonly group: string;
-  self: number;
-  inclusive: number;
-}
-
-/** ProfileSummary is the hot-path summary of one profile. */
-interface ProfileSummary {
-  readonly file: string;
-  readonly windowOnly: boolean;
-  readonly totalSamples: number;
-  readonly idleSamples: number;
-  readonly busySamples: number;
-  readonly functions: FunctionCost[];
-  readonly groups: Map<string, number>;
-  /** owners attributes each busy sample to whose code is on the stack (see ownerOf). */
-  readonly owners: Map<string, number>;
-}
-
-/** Owners in priority order: a sample is charged to the first of these with a frame on the stack. */
-const ownerOrder = ["ours: services/gateway", "ours: mesh", "library: connect", "library: grpc-js", "library: fastify", "library: protobuf-es"];
-
-/**
- * ownerOf charges a sample to the code that caused it: our gateway or mesh
- * code when any of it is on the stack (so what a library does because we
- * called it counts as ours), else the first library of ownerOrder on the
- * stack, else GC, (program) or node/V8 alone (event loop, I/O callbacks).
- */
-function ownerOf(leaf: FunctionCost, groupsOnStack: ReadonlyMap<string, number>): string {
-  if (leaf.group.startsWith("V8: garbage") || leaf.group.startsWith("V8: (program)")) return leaf.group;
-  const owner = ownerOrder.find((g) => groupsOnStack.has(g));
-  if (owner) return `${owner} on the stack`;
-  const lib = [...groupsOnStack.keys()].find((g) => g.startsWith("library:") || g.startsWith("tsx"));
-  return lib ? `${lib} on the stack` : "node / V8 only (event loop, I/O callbacks)";
-}
-
-const fastifyFamily = new Set([
-  "fastify",
-  "find-my-way",
-  "avvio",
-  "light-my-request",
-  "fast-json-stringify",
-  "secure-json-parse",
-  "fast-querystring",
-  "fast-decode-uri-component",
-  "toad-cache",
-  "rfdc",
-  "abstract-logging",
-  "pino",
-  "process-warning",
-  "fastify-plugin",
-  "content-type",
-  "ret",
-  "safe-regex2",
-  "json-schema-ref-resolver",
-  "fast-uri",
-  "ajv",
-  "@fastify/error",
-  "@fastify/fast-json-stringify-compiler",
-  "@fastify/ajv-compiler",
-  "@fastify/merge-json-schemas",
-  "@fastify/forwarded",
-  "@fastify/proxy-addr",
-  "proxy-addr",
-  "forwarded",
-  "semver",
-]);
-
-/** where shortens a callFrame url: our files relative to the repository, packages from their name, node: as is. */
-function whereOf(url: string, root: string): string {
-  if (url === "") return "";
-  const nm = url.lastIndexOf("/node_modules/");
-  if (nm >= 0) return url.slice(nm + "/node_modules/".length);
-  if (url.startsWith(root)) return url.slice(root.length);
-  return url;
-}
-
-/** groupOf puts a function in ours / a library / node internals / V8. */
-function groupOf(name: string, url: string, where: string): string {
-  if (name === "__name" && !url.includes("/node_modules/") && url.startsWith("file:")) return "tsx: keepNames helper (`__name`) in our files";
-  if (url === "") {
-    if (name === "(idle)") return "idle";
-    if (name === "(garbage collector)") return "V8: garbage collector";
-    if (name === "(program)") return "V8: (program) — native code outside JS";
-    if (name === "(root)") return "root";
-    return "V8: native builtins";
-  }
-  if (url.startsWith("node:")) return "node internals";
-  if (url.includes("/node_modules/")) {
-    const parts = where.split("/");
-    const pkg = parts[0].startsWith("@") ? `${parts[0]}/${parts[1]}` : parts[0];
-    if (pkg.startsWith("@grpc/")) return "library: grpc-js";
-    if (pkg.startsWith("@bufbuild/")) return "library: protobuf-es";
-    if (pkg.startsWith("@connectrpc/")) return "library: connect";
-    if (fastifyFamily.has(pkg) || pkg.startsWith("@fastify/")) return "library: fastify";
-    return `library: other (${pkg})`;
-  }
-  if (where.startsWith("services/gateway/")) return "ours: services/gateway";
-  if (where.startsWith("mesh/")) return "ours: mesh";
-  if (where.startsWith("gen/")) return "ours: gen (generated descriptors)";
-  if (where.startsWith("bench/")) return "bench harness";
-  return "other";
-}
-
-/**
- * summariseProfile aggregates the samples of a `.cpuprofile` by function
- * (name + file + line): self samples (the function was on top of the stack)
- * and inclusive samples (it was anywhere on the stack, counted once per
- * sample). With `window` (the child's monotonic clock, µs) only the samples
- * inside it count, so start-up and shutdown stay out.
- */
-function summariseProfile(file: string, window: [number, number] | undefined, sourceMapsFile: string | undefined): ProfileSummary {
-  const profile = JSON.parse(readFileSync(file, "utf8")) as CpuProfile;
-  const root = new URL("../", import.meta.url).href;
-  const maps = new Map<string, SourceMap>();
-  if (sourceMapsFile) {
-    try {
-      const payloads = JSON.parse(readFileSync(sourceMapsFile, "utf8")) as Record<string, SourceMapPayload>;
-      for (const [url, payload] of Object.entries(payloads)) maps.set(url, new SourceMap(payload));
-    } catch {
-      // Without the maps, our functions show tsx's positions.
-    }
-  }
-  const sourceLines = new Map<string, string[]>();
-  const lineOf = (url: string, line: number): string => {
-    let lines = sourceLines.get(url);
-    if (!lines) {
-      try {
-        lines = readFileSync(fileURLToPath(url), "utf8").split("\n");
-      } catch {
-        lines = [];
-      }
-      sourceLines.set(url, lines);
-    }
-    return (lines[line] ?? "").trim();
-  };
-  const byId = new Map(profile.nodes.map((n) => [n.id, n]));
-
-  // Self samples per node: from the sample timeline when the window lines up, else hitCount.
-  const selfOf = new Map<number, number>();
-  let windowOnly = false;
-  if (window && profile.samples && profile.timeDeltas && window[0] >= profile.startTime && window[1] <= profile.endTime) {
-    windowOnly = true;
-    let t = profile.startTime;
-    for (let i = 0; i < profile.samples.length; i++) {
-      t += profile.timeDeltas[i];
-      if (t < window[0] || t > window[1]) continue;
-      selfOf.set(profile.samples[i], (selfOf.get(profile.samples[i]) ?? 0) + 1);
-    }
-  } else {
-    for (const n of profile.nodes) if (n.hitCount) selfOf.set(n.id, n.hitCount);
-  }
-
-  const costs = new Map<string, FunctionCost>();
-  const groups = new Map<string, number>();
-  let total = 0;
-  let idle = 0;
-  const keyOf = (n: CpuProfile["nodes"][number]): FunctionCost => {
-    const { functionName, url } = n.callFrame;
-    let { lineNumber } = n.callFrame;
-    const columnNumber = (n.callFrame as { columnNumber?: number }).columnNumber ?? 0;
-    const where = whereOf(url, root);
-    let name = functionName || "(anonymous)";
-    // Our modules run through tsx (whitespace-minified): map back to the .ts line.
-    const map = maps.get(url);
-    if (map && functionName !== "__name") {
-      const entry = map.findEntry(lineNumber, columnNumber) as { originalLine?: number };
-      if (entry.originalLine !== undefined) {
-        lineNumber = entry.originalLine;
-        if (!functionName) name = `(anonymous) ${lineOf(url, lineNumber).slice(0, 60)}`;
-      }
-    }
-    const key = `${name}\u0000${where}\u0000${lineNumber}`;
-    let c = costs.get(key);
-    if (!c) {
-      c = { key, name, where: where ? `${where}:${lineNumber + 1}` : "(native)", group: groupOf(functionName, url, where), self: 0, inclusive: 0 };
-      costs.set(key, c);
-    }
-    return c;
-  };
-
-  // Walk the call tree from the root, keeping which functions (and groups) are on the stack.
-  const onStack = new Map<string, number>();
-  const groupsOnStack = new Map<string, number>();
-  const owners = new Map<string, number>();
-  const bump = (m: Map<string, number>, k: string, by: number): void => {
-    const v = (m.get(k) ?? 0) + by;
-    if (v === 0) m.delete(k);
-    else m.set(k, v);
-  };
-  const visit = (id: number): void => {
-    const n = byId.get(id)!;
-    const c = keyOf(n);
-    bump(onStack, c.key, 1);
-    bump(groupsOnStack, c.group, 1);
-    const self = selfOf.get(id) ?? 0;
-    if (self > 0) {
-      total += self;
-      c.self += self;
-      bump(groups, c.group, self);
-      if (c.group === "idle") idle += self;
-      else {
-        for (const k of onStack.keys()) costs.get(k)!.inclusive += self;
-        bump(owners, ownerOf(c, groupsOnStack), self);
-      }
-    }
-    for (const child of n.children ?? []) visit(child);
-    bump(onStack, c.key, -1);
-    bump(groupsOnStack, c.group, -1);
-  };
-  visit(profile.nodes[0].id);
-
-  const functions = [...costs.values()].filter((c) => c.group !== "idle" && c.group !== "root");
-  return { file, windowOnly, totalSamples: total, idleSamples: idle, busySamples: total - idle, functions, groups, owners };
-}
-
-/** newestMainThreadProfile finds the profile of the child's main thread (thread id 0) in `dir`. */
-function newestMainThreadProfile(dir: string, pid: number): string | undefined {
-  const files = readdirSync(dir).filter((f) => f.endsWith(".cpuprofile") && f.includes(`.${pid}.`));
-  const main = files.filter((f) => f.includes(`.${pid}.0.`));
-  const pick = (main.length ? main : files).map((f) => join(dir, f));
-  return pick.sort((a, b) => statSync(b).size - statSync(a).size)[0];
-}
-
-// ---------------------------------------------------------------------------
 // Report
 
-/**
- * codeState names the code measured: the commit, and the files of the
- * gateway's path (services, mesh, gen, bench) that differ from it. Other
- * work may change them during a run, so it is read at the start and the end.
- */
-function codeState(): string {
-  const cwd = fileURLToPath(new URL("../", import.meta.url));
-  try {
-    const commit = execFileSync("git", ["rev-parse", "--short", "HEAD"], { cwd, encoding: "utf8" }).trim();
-    const dirty = execFileSync("git", ["status", "--porcelain", "--", "services", "mesh", "gen", "bench", "test/support"], { cwd, encoding: "utf8" })
-      .split("\n")
-      .filter(Boolean)
-      .map((l) => l.slice(3));
-    return dirty.length ? `commit ${commit} with uncommitted changes in ${dirty.join(", ")}` : `commit ${commit}, no uncommitted changes on the measured path`;
-  } catch {
-    return "unknown (no git)";
-  }
-}
-
-
 const fmtMiB = (bytes: number): string => (bytes / 2 ** 20).toFixed(1);
-const fmtPct = (part: number, whole: number): string => (whole > 0 ? `${((100 * part) / whole).toFixed(1)} %` : "–");
-const mdCode = (s: string): string => `\`${s.replaceAll("`", "'")}\``;
 
 async function main(): Promise<void> {
   const { values } = parseArgs({
@@ -780,7 +390,7 @@ async function main(): Promise<void> {
         if (!file) throw new Error(`no .cpuprofile for pid ${gw.pid} in ${profileDir} (child exit code ${code})`);
         if (!profiledRun || otherCores(m) < otherCores(profiledRun)) {
           profiledRun = m;
-          profile = summariseProfile(file, m.frontWindow ? [m.frontWindow[0].monoMicros, m.frontWindow[1].monoMicros] : undefined, sourceMapsFile);
+          profile = summariseProfile(file, { window: m.frontWindow ? [m.frontWindow[0].monoMicros, m.frontWindow[1].monoMicros] : undefined, sourceMapsFile });
         }
         log(`${fmtInt(m.reqPerSec)} req/s under the profiler, other work ${fmtCores(otherCores(m))} cores; ${file}\n`);
         if (otherCores(m) <= maxOtherCores) break;
@@ -873,39 +483,7 @@ async function main(): Promise<void> {
         `One more gateway process ran with \`--cpu-prof --cpu-prof-dir=${profileDir}\` under the same load (${fmtInt(profiledRun.reqPerSec)} req/s, p99 ${fmtMs(profiledRun.p99Ms)} ms, gateway CPU ${fmtCores(profiledRun.frontCores)} cores with the profiler on, other work on the machine ${fmtCores(otherCores(profiledRun))} cores). ` +
           `${profile.windowOnly ? "Only the samples inside the measured window count" : "The whole profile counts (the window could not be lined up with the sample clock)"}: ${fmtInt(profile.totalSamples)} samples, ${fmtInt(profile.idleSamples)} idle, ${fmtInt(busy)} busy. Shares are of the busy samples. Profile: \`${profile.file}\`.`,
       );
-      out.push("", "Self time by group:", "");
-      out.push("| Group | self share |");
-      out.push("|---|---:|");
-      for (const [group, n] of [...profile.groups.entries()].filter(([k]) => k !== "idle" && k !== "root").sort((a, b) => b[1] - a[1])) {
-        out.push(`| ${group} | ${fmtPct(n, busy)} |`);
-      }
-      out.push(
-        "",
-        "Samples by whose code is on the stack (a sample counts for our gateway or mesh code when any of it is on the stack, so what a library or node does because we called it counts as ours; otherwise for the first of connect, grpc-js, fastify, protobuf-es on the stack):",
-        "",
-      );
-      out.push("| On the stack | share |");
-      out.push("|---|---:|");
-      for (const [owner, n] of [...profile.owners.entries()].sort((a, b) => b[1] - a[1])) out.push(`| ${owner} | ${fmtPct(n, busy)} |`);
-      out.push("", "Top 15 functions by self time:", "");
-      out.push("| # | Function | File | Group | self share | inclusive share |");
-      out.push("|---:|---|---|---|---:|---:|");
-      [...profile.functions]
-        .sort((a, b) => b.self - a.self)
-        .slice(0, 15)
-        .forEach((c, i) => out.push(`| ${i + 1} | ${mdCode(c.name)} | ${mdCode(c.where)} | ${c.group} | ${fmtPct(c.self, busy)} | ${fmtPct(c.inclusive, busy)} |`));
-      out.push(
-        "",
-        "Our functions by inclusive time (self plus what they call, while they are on the stack), top 15. An async function's inclusive time covers what runs before its first `await`; what runs after an `await` is a continuation under `runMicrotasks`.",
-        "",
-      );
-      out.push("| # | Function | File | self share | inclusive share |");
-      out.push("|---:|---|---|---:|---:|");
-      [...profile.functions]
-        .filter((c) => c.group.startsWith("ours") || c.group.startsWith("tsx"))
-        .sort((a, b) => b.inclusive - a.inclusive)
-        .slice(0, 15)
-        .forEach((c, i) => out.push(`| ${i + 1} | ${mdCode(c.name)} | ${mdCode(c.where)} | ${fmtPct(c.self, busy)} | ${fmtPct(c.inclusive, busy)} |`));
+      out.push("", ...profileTables(profile));
     }
     process.stdout.write(out.join("\n") + "\n");
   } finally {

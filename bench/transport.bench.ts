@@ -15,7 +15,7 @@ import { runClosedLoop, type ClosedLoopResult } from "./closed-loop.js";
 import { spawnServerProcess, type CpuSample } from "./server-process.js";
 import { createBenchClient, type ClientKind } from "./transport-clients.js";
 import type { ServerKind } from "./transport-server.js";
-import { busyMs, fmtCores, fmtInt, fmtMs, fmtRatio, machineLine, versionOf } from "./report.js";
+import { busyMs, fmtCores, fmtInt, fmtMs, fmtRatio, machineLine, median, versionOf } from "./report.js";
 
 interface BenchCase {
   readonly id: string;
@@ -56,12 +56,6 @@ interface RunMetrics {
   readonly errors: number;
 }
 
-
-function median(values: readonly number[]): number {
-  const s = [...values].sort((a, b) => a - b);
-  const mid = s.length >> 1;
-  return s.length % 2 ? s[mid] : (s[mid - 1] + s[mid]) / 2;
-}
 
 async function runOnce(c: BenchCase, opts: { concurrency: number; warmupMs: number; durationMs: number }): Promise<RunMetrics> {
   const server = await spawnServerProcess(c.server);
