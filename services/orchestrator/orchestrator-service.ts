@@ -1,5 +1,4 @@
 import { clone, create } from "@bufbuild/protobuf";
-import { logger } from "../../mesh/logger.js";
 import { timestampFromDate, timestampNow } from "@bufbuild/protobuf/wkt";
 import { createValidator } from "@bufbuild/protovalidate";
 import { Code, ConnectError, type Client, type HandlerContext, type ServiceImpl } from "@connectrpc/connect";
@@ -23,12 +22,13 @@ import {
   RunEventSchema,
 } from "../../gen/raptorflow/v3/orchestrator_pb.js";
 import { paginate } from "../../platform/pagination.js";
+import { logger } from "../../mesh/logger.js";
 import { callerOrganization, forwardCall, idempotencyKeyOf, idempotencyOf, type Idempotency } from "../../mesh/call-context.js";
 import type { Router } from "./router.js";
 import type { RunStore } from "./run-store.js";
 import type { SharedContext } from "./shared-context.js";
 import { withQualityGate } from "./quality-gate.js";
-import { plannerStep, wantsPlanner } from "./v2-planner.js";
+import { plannerAgent, plannerStep, wantsPlanner } from "./v2-planner.js";
 import { withDependencies } from "./plan-graph.js";
 import { executePlan, type RunEventInit } from "./run-executor.js";
 import type { RunEvents } from "./run-events.js";
@@ -100,10 +100,11 @@ export interface OrchestratorDeps {
 
 /**
  * createOrchestratorImpl implements `raptorflow.v3.OrchestratorService`:
- * route, run the planned agents one after another over gRPC — each step
- * sees the outputs of the steps before it as the run's shared context — and
- * record the run at every change, so an accepted request always ends in a
- * recorded state (SUCCEEDED, FAILED or CANCELLED).
+ * route, run the plan's agents over gRPC as a DAG (run-executor.ts: each
+ * step sees the outputs of the steps it depends on in the run's shared
+ * context), and record the run at every change, so an accepted request
+ * always ends in a recorded state (SUCCEEDED, PARTIAL, FAILED, CANCELLED or
+ * BUDGET_EXCEEDED).
  */
 export function createOrchestratorImpl(deps: OrchestratorDeps): ServiceImpl<typeof OrchestratorService> {
   let routerFor: { agents: readonly Agent[]; router: Router } | undefined;
@@ -123,14 +124,15 @@ export function createOrchestratorImpl(deps: OrchestratorDeps): ServiceImpl<type
   const decide = async (req: ExplainRouteRequest | CreateRunRequest, org: string, agents?: readonly Agent[]): Promise<RouteDecision> => {
     const catalog = agents ?? (await deps.catalog());
     const r = routerOf(catalog);
-    // A run's context keeps one output per agent, and steps wait for each other by agent: an agent runs once per run.
     const twice = req.agents.findIndex((a, i) => req.agents.indexOf(a) !== i);
     if (twice >= 0) throw new ConnectError(`agents[${twice}]: "${req.agents[twice]}" is named twice; an agent runs once per run`, Code.InvalidArgument);
     const routeReq = { input: req.input, mode: req.mode, agents: req.agents, organization: org };
     let routed = r.route(routeReq);
     if (r.refine) routed = await r.refine(routeReq, routed);
     // A complex V2 request is planned by V2's orchestration agent first.
-    if (wantsPlanner(req, routed)) routed.steps = [plannerStep(), ...routed.steps.filter((st) => st.agent !== plannerStep().agent)];
+    // An agent runs once per run (its output is one context entry, and steps wait for each other by agent):
+    // the planner is not also one of the steps it plans.
+    if (wantsPlanner(req, routed)) routed.steps = [plannerStep(), ...routed.steps.filter((st) => st.agent !== plannerAgent)];
     const decision = withQualityGate(routed, req.checks, catalog);
     // The plan's order becomes a DAG: independent steps will run side by side.
     withDependencies(decision.steps, catalog, { hybrid: decision.target === Target.HYBRID, sequential: req.agents.length > 0 });

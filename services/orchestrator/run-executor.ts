@@ -157,6 +157,20 @@ export async function* executePlan(p: PlanRun): AsyncGenerator<RunEventInit> {
     });
   };
 
+  const indexOf = (name: string): number => decision.steps.findIndex((s) => s.agent === name);
+  const stepOf = (name: string): RunStep | undefined => stepAt.get(indexOf(name));
+
+  /** skip records a step that will not run because none of what it requires succeeded. */
+  const skip = (index: number, planned: PlannedStep, blocked: RunStep): void => {
+    const now = timestampNow();
+    const why = planned.requires.length > 1 ? `none of ${planned.requires.join(", ")} succeeded` : `${blocked.agent}, whose output it needs, ended ${Run_State[blocked.state]}`;
+    const step = create(RunStepSchema, { agent: planned.agent, system: planned.system, state: Run_State.SKIPPED, error: `not run: ${why}`, startTime: now, endTime: now });
+    stepAt.set(index, step);
+    recorded.add(index);
+    run.steps.push(step);
+    push({ event: { case: "stepFinished", value: step } });
+  };
+
   /** schedule starts every step that can start and skips every step that never will; it repeats until nothing changes. */
   const schedule = (): void => {
     if (stop.signal.aborted) return;
@@ -164,33 +178,13 @@ export async function* executePlan(p: PlanRun): AsyncGenerator<RunEventInit> {
     for (let changed = true; changed; ) {
       changed = false;
       decision.steps.forEach((planned, i) => {
-        if (stepAt.has(i)) return;
-        const indexOf = (name: string): number => decision.steps.findIndex((s) => s.agent === name);
-        const stepOf = (name: string): RunStep | undefined => stepAt.get(indexOf(name));
         // A dependency counts once it is recorded, its output in the shared context, not merely answered.
-        if (!planned.dependsOn.every((name) => recorded.has(indexOf(name)))) return;
+        if (stepAt.has(i) || !planned.dependsOn.every((name) => recorded.has(indexOf(name)))) return;
         // Every dependency has ended: the step runs unless none of what it requires succeeded.
         const required = planned.requires.map(stepOf);
-        const blocked = required.length > 0 && required.every((s) => s!.state !== Run_State.SUCCEEDED) ? required[0] : undefined;
-        if (blocked) {
-          const now = timestampNow();
-          const step = create(RunStepSchema, {
-            agent: planned.agent,
-            system: planned.system,
-            state: Run_State.SKIPPED,
-            error: `not run: ${planned.requires.length > 1 ? `none of ${planned.requires.join(", ")} succeeded` : `${blocked.agent}, whose output it needs, ended ${Run_State[blocked.state]}`}`,
-            startTime: now,
-            endTime: now,
-          });
-          stepAt.set(i, step);
-          recorded.add(i);
-          run.steps.push(step);
-          push({ event: { case: "stepFinished", value: step } });
-          changed = true;
-        } else {
-          start(i, depth[i]);
-          changed = true;
-        }
+        if (required.length > 0 && required.every((s) => s!.state !== Run_State.SUCCEEDED)) skip(i, planned, required[0]!);
+        else start(i, depth[i]);
+        changed = true;
       });
     }
   };
