@@ -60,6 +60,27 @@ async function waitFor(ok: () => Promise<boolean>, timeoutMs: number, what: stri
 }
 
 /**
+ * running starts a throw-away server and hands it out; `killOnExit` takes it
+ * down should the test process end without destroy() (a hook that timed out).
+ */
+async function running(server: Omit<ThrowawayServer, "destroy"> & { readonly dir: string; readonly killOnExit: () => void }): Promise<ThrowawayServer> {
+  const { url, port, dir, start, stop, killOnExit } = server;
+  process.once("exit", killOnExit);
+  await start();
+  return {
+    url,
+    port,
+    stop,
+    start,
+    async destroy() {
+      await stop();
+      process.off("exit", killOnExit);
+      rmSync(dir, { recursive: true, force: true });
+    },
+  };
+}
+
+/**
  * missing reports a test dependency that is not on this machine: it throws
  * under REQUIRE_TEST_SERVICES=1 (CI, where it must run), else warns loudly
  * and returns undefined so the suite skips — as test/support/databases.ts does.
@@ -121,19 +142,7 @@ export async function startThrowawayPostgres(suite: string): Promise<ThrowawaySe
       // Not running.
     }
   };
-  process.once("exit", killOnExit);
-  await start();
-  return {
-    url: `postgres://postgres@127.0.0.1:${port}/postgres`,
-    port,
-    stop,
-    start,
-    async destroy() {
-      await stop();
-      process.off("exit", killOnExit);
-      rmSync(dir, { recursive: true, force: true });
-    },
-  };
+  return running({ url: `postgres://postgres@127.0.0.1:${port}/postgres`, port, dir, start, stop, killOnExit });
 }
 
 /**
@@ -163,17 +172,5 @@ export async function startThrowawayRedis(suite: string): Promise<ThrowawayServe
   };
   // A safety net, as for PostgreSQL: no Redis outlives the test process.
   const killOnExit = (): void => void child?.kill("SIGKILL");
-  process.once("exit", killOnExit);
-  await start();
-  return {
-    url: `redis://127.0.0.1:${port}`,
-    port,
-    stop,
-    start,
-    async destroy() {
-      await stop();
-      process.off("exit", killOnExit);
-      rmSync(dir, { recursive: true, force: true });
-    },
-  };
+  return running({ url: `redis://127.0.0.1:${port}`, port, dir, start, stop, killOnExit });
 }
