@@ -1,6 +1,8 @@
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import type { EntityManager } from "@mikro-orm/postgresql";
+import pg from "pg";
 import { describe, expect, it } from "vitest";
 import { createScratchDatabase, postgresAvailable } from "../../test/support/databases.js";
 import { openOrchestratorDatabase } from "../../services/orchestrator/store/open-store.js";
@@ -76,5 +78,39 @@ describe("an unreachable database", () => {
   it("redact hides passwords in database URLs", () => {
     expect(redact("postgres://app:s3cret@db:5432/x")).toBe("postgres://app:***@db:5432/x");
     expect(redact("postgres://postgres@127.0.0.1:5432/test")).toBe("postgres://postgres@127.0.0.1:5432/test");
+  });
+});
+
+describe("a connection PostgreSQL drops inside a transaction", () => {
+  it("goes back to the pool: with a pool of one the next query still runs, and the pool closes", async (ctx) => {
+    if (!(await postgresAvailable("dropped transaction connection"))) return ctx.skip();
+    const scratch = await createScratchDatabase();
+    const db = await openOrchestratorDatabase({ DATABASE_URL: scratch.url, DATABASE_POOL_MAX: "1" });
+    const admin = new pg.Client({ connectionString: scratch.url });
+    await admin.connect();
+    try {
+      // The transaction's connection is idle between two statements when the server ends it.
+      let between!: () => void;
+      const paused = new Promise<void>((r) => (between = r));
+      let resume!: () => void;
+      const resumed = new Promise<void>((r) => (resume = r));
+      const tx = (db.orm.em.fork() as EntityManager).transactional(async (em) => {
+        await em.execute("select 1");
+        between();
+        await resumed;
+        await em.execute("select 2");
+      });
+      await paused;
+      const killed = await admin.query(`select pg_terminate_backend(pid) from pg_stat_activity where datname = current_database() and pid <> pg_backend_pid()`);
+      expect(killed.rowCount).toBe(1);
+      resume();
+      await expect(tx).rejects.toThrow(/not queryable|terminat/);
+      // Before kysely 0.29.9 the failed rollback kept the dead connection checked out: this waited for a free one and timed out.
+      expect(await db.orm.em.fork().getConnection().execute("select 3 as x")).toEqual([{ x: 3 }]);
+    } finally {
+      await admin.end();
+      await db.close();
+      await scratch.drop();
+    }
   });
 });

@@ -121,15 +121,16 @@ export async function openDatabase(options: DatabaseOptions): Promise<Database> 
     },
     async close() {
       stopPoolTelemetry();
-      // A connection PostgreSQL dropped inside a transaction may never come back to the pool, and then
-      // ending the pool waits forever: shutdown must not. After closeTimeoutMs the pool is left behind.
+      // Ending the pool waits for every checked-out connection. kysely before 0.29.9 never gave back one
+      // PostgreSQL dropped inside a transaction (package.json pins the fix); any other such leak must not
+      // hang shutdown either: after closeTimeoutMs the pool is left behind.
       let timer: NodeJS.Timeout | undefined;
       const gaveUp = await Promise.race([
         ready.close(true).then(() => false),
         new Promise<boolean>((r) => (timer = setTimeout(() => r(true), closeTimeoutMs))),
       ]);
       clearTimeout(timer);
-      if (gaveUp) logger("database").warn({ schema: options.schema }, `the connection pool did not close within ${closeTimeoutMs} ms (a connection lost mid-transaction); leaving it`);
+      if (gaveUp) logger("database").warn({ schema: options.schema }, `the connection pool did not close within ${closeTimeoutMs} ms (a connection still checked out); leaving it`);
       await embedded?.stop();
     },
   };
