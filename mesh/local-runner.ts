@@ -62,13 +62,22 @@ export async function launchMesh(env: Record<string, string | undefined> = proce
   return started;
 }
 
-/** stopMesh sends SIGTERM to every service, callers first, and waits for them to exit. */
-export async function stopMesh(started: readonly StartedService[]): Promise<void> {
+/**
+ * stopMesh sends SIGTERM to every service, callers first, and waits for them
+ * to exit; one still running killAfterMs later (its own shutdown watchdog
+ * failed too) is killed with SIGKILL, so stopping always ends.
+ */
+export async function stopMesh(started: readonly StartedService[], killAfterMs = 45_000): Promise<void> {
   for (const s of [...started].reverse()) {
     if (s.child.exitCode !== null || s.child.signalCode !== null) continue;
     const exited = new Promise((r) => s.child.once("exit", r));
     s.child.kill("SIGTERM");
+    const kill = setTimeout(() => {
+      console.error(`${s.name} did not exit within ${killAfterMs} ms of SIGTERM; killing it`);
+      s.child.kill("SIGKILL");
+    }, killAfterMs);
     await exited;
+    clearTimeout(kill);
   }
 }
 

@@ -106,24 +106,36 @@ export function serve(name: ServiceName): Promise<number> {
  * runUntilStopped starts a server, announces it (an IPC `ready` message to a
  * parent process, or a line on stdout), and on SIGTERM or SIGINT closes it.
  * The signal handlers are in place before anything is announced: a SIGTERM
- * right after "ready" must drain, not kill the process.
+ * right after "ready" must drain, not kill the process. A process started by
+ * a parent over IPC (`raptorflow start`, the tests) also drains when that
+ * parent goes away, so a killed parent leaves no service behind. Should
+ * closing hang past shutdownLimitMs (a stuck connection, a handler that
+ * ignores its signal), the process says so and exits 1: a stopped service
+ * must never linger.
  */
-export async function runUntilStopped(name: string, startServer: () => Promise<Running>): Promise<number> {
+export async function runUntilStopped(name: string, startServer: () => Promise<Running>, shutdownLimitMs = 30_000): Promise<number> {
   let stopRequested!: () => void;
   const stopped = new Promise<void>((resolve) => (stopRequested = resolve));
   const stop = (): void => stopRequested();
   process.once("SIGTERM", stop);
   process.once("SIGINT", stop);
+  if (process.send) process.once("disconnect", stop);
   try {
     const running = await startServer();
     const ready: ReadyMessage = { type: "ready", service: name, port: running.port, metricsPort: running.metricsPort };
     if (process.send) process.send(ready);
     else console.log(`${name} listening on port ${running.port}`);
     await stopped;
+    const watchdog = setTimeout(() => {
+      console.error(`${name}: shutdown did not finish within ${shutdownLimitMs} ms; exiting`);
+      process.exit(1);
+    }, shutdownLimitMs);
     await running.close();
+    clearTimeout(watchdog);
     return 0;
   } finally {
     process.off("SIGTERM", stop);
     process.off("SIGINT", stop);
+    process.off("disconnect", stop);
   }
 }

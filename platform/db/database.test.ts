@@ -7,7 +7,7 @@ import { describe, expect, it } from "vitest";
 import { createScratchDatabase, postgresAvailable } from "../../test/support/databases.js";
 import { openOrchestratorDatabase } from "../../services/orchestrator/store/open-store.js";
 import type { Database } from "./database.js";
-import { redact } from "./database.js";
+import { redact, retryOnDroppedConnection } from "./database.js";
 
 const tables = async (db: Database): Promise<string[]> =>
   (
@@ -112,5 +112,41 @@ describe("a connection PostgreSQL drops inside a transaction", () => {
       await db.close();
       await scratch.drop();
     }
+  });
+});
+
+describe("retryOnDroppedConnection", () => {
+  const dropped = () => Object.assign(new Error("Connection terminated unexpectedly"), { code: undefined });
+  it("runs an operation once more when its connection broke, and only then", async () => {
+    const calls: string[] = [];
+    let failNext = 1;
+    const store = retryOnDroppedConnection(
+      {
+        async save(id: string) {
+          calls.push(`save ${id}`);
+          if (failNext-- > 0) throw dropped();
+          return `saved ${id}`;
+        },
+        async bad() {
+          calls.push("bad");
+          throw new Error('null value in column "input" violates not-null constraint');
+        },
+        async close() {
+          calls.push("close");
+        },
+      },
+      1,
+    );
+    expect(await store.save("a")).toBe("saved a");
+    expect(calls).toEqual(["save a", "save a"]);
+    // Any other error is the caller's at once: a bad statement is not run twice.
+    await expect(store.bad()).rejects.toThrow(/not-null/);
+    expect(calls.filter((c) => c === "bad")).toHaveLength(1);
+    // A database that stays down fails the second try too, and that error is the answer.
+    failNext = 2;
+    await expect(store.save("b")).rejects.toThrow(/Connection terminated/);
+    expect(calls.filter((c) => c === "save b")).toHaveLength(2);
+    await store.close();
+    expect(calls.at(-1)).toBe("close");
   });
 });

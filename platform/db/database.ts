@@ -5,6 +5,7 @@ import { MikroORM, PostgreSqlDriver } from "@mikro-orm/postgresql";
 import type { Pool } from "pg";
 import { instrumentPool } from "./db-telemetry.js";
 import { startEmbeddedPostgres, type EmbeddedPostgres } from "./embedded-postgres.js";
+import { isBackendUnreachable } from "../../mesh/grpc-errors.js";
 import { logger } from "../../mesh/logger.js";
 
 /** DatabaseOptions say which database a service uses and what it keeps there. */
@@ -134,6 +135,32 @@ export async function openDatabase(options: DatabaseOptions): Promise<Database> 
       await embedded?.stop();
     },
   };
+}
+
+/**
+ * retryOnDroppedConnection wraps a store so that an operation failing because
+ * the database connection broke under it (PostgreSQL restarted, failed over or
+ * terminated the backend, so the pool still held a dead connection) runs once
+ * more, shortly after, on a connection the pool opens afresh. A store's
+ * operations are single statements or transactions the server rolled back
+ * when the connection died, so running one again is safe. A database that is
+ * really down fails the second try too, and the caller gets that error.
+ */
+export function retryOnDroppedConnection<T extends object>(store: T, delayMs = 100): T {
+  const wrapped = { ...store } as Record<string, unknown>;
+  for (const [key, op] of Object.entries(store)) {
+    if (typeof op !== "function" || key === "close") continue;
+    wrapped[key] = async (...args: unknown[]) => {
+      try {
+        return await op.apply(store, args);
+      } catch (e) {
+        if (!isBackendUnreachable(e)) throw e;
+        await new Promise((r) => setTimeout(r, delayMs));
+        return op.apply(store, args);
+      }
+    };
+  }
+  return wrapped as T;
 }
 
 /** closeTimeoutMs bounds how long closing the pool may take at shutdown. */

@@ -2,7 +2,7 @@ import { fromJson, toJson, type DescMessage, type JsonValue, type MessageShape }
 import { raw, UniqueConstraintViolationException } from "@mikro-orm/core";
 import type { EntityManager } from "@mikro-orm/postgresql";
 import { keyReused } from "../../mesh/call-context.js";
-import type { Database } from "../db/database.js";
+import { retryOnDroppedConnection, type Database } from "../db/database.js";
 import { decodePageToken, encodePageToken } from "../pagination.js";
 import { containment, filterTerms } from "./record-filter.js";
 import { collectionOf, createMemoryStore, type RecordStore } from "./resource-service.js";
@@ -36,7 +36,7 @@ export function createPgRecordStore<S extends DescMessage>(db: Database, schema:
     const row = await m.findOne(RecordEntity, { collection, id: existing.recordId, organization: org });
     return row ? { record: recordOf(row.data), created: false } : undefined;
   };
-  return {
+  return retryOnDroppedConnection<RecordStore<MessageShape<S>>>({
     async create(org, record, idem) {
       try {
         return await em().transactional(async (tx) => {
@@ -80,7 +80,7 @@ export function createPgRecordStore<S extends DescMessage>(db: Database, schema:
       const page = rows.slice(0, pageSize);
       return { records: page.map((r) => recordOf(r.data)), nextPageToken: rows.length > pageSize ? encodePageToken(page[page.length - 1].id) : "" };
     },
-  };
+  });
 }
 
 /**

@@ -219,6 +219,11 @@ export function createOrchestratorImpl(deps: OrchestratorDeps): ServiceImpl<type
     for await (const ev of execute(req, ctx, false, idempotency ?? runIdempotency(req, ctx.requestHeader))) {
       if (ev.event?.case === "run") last = ev.event.value as Run;
     }
+    // A run cut short by the caller's own deadline answers DEADLINE_EXCEEDED, as the caller's clock
+    // says, even when the recorded CANCELLED run is ready a moment before that clock runs out.
+    if (last!.state === Run_State.CANCELLED && ctx.timeoutMs() !== undefined && !ctx.signal.aborted) {
+      throw new ConnectError(`the run could not finish within the caller's deadline; ${last!.name} is recorded as CANCELLED`, Code.DeadlineExceeded);
+    }
     return last!;
   };
 

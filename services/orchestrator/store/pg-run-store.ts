@@ -4,7 +4,7 @@ import { UniqueConstraintViolationException } from "@mikro-orm/core";
 import type { EntityManager } from "@mikro-orm/postgresql";
 import { UsageSchema } from "../../../gen/raptorflow/agent/v1/agent_pb.js";
 import { RouteDecisionSchema, Run_State, RunSchema, RunStepSchema, Target, type Run } from "../../../gen/raptorflow/v3/orchestrator_pb.js";
-import type { Database } from "../../../platform/db/database.js";
+import { retryOnDroppedConnection, type Database } from "../../../platform/db/database.js";
 import { decodePageToken, encodePageToken } from "../../../platform/pagination.js";
 import { keyReused } from "../../../mesh/call-context.js";
 import { idOf, type RunStore } from "../run-store.js";
@@ -16,6 +16,7 @@ const active = [Run_State[Run_State.PENDING], Run_State[Run_State.RUNNING]].map(
  * createPgRunStore keeps runs in the orchestrator's PostgreSQL schema through
  * MikroORM (a real server, or the embedded PGlite). Every query filters by
  * organization; the route, usage and step results keep their protobuf JSON.
+ * An operation whose connection PostgreSQL dropped runs once more.
  */
 export function createPgRunStore(db: Database): RunStore {
   const em = (): EntityManager => db.orm.em.fork() as EntityManager;
@@ -56,7 +57,7 @@ export function createPgRunStore(db: Database): RunStore {
     return runOf(row, steps.map((s) => s.data as JsonValue));
   };
 
-  return {
+  return retryOnDroppedConnection<RunStore>({
     async create(org, run, idem) {
       const m = em();
       try {
@@ -159,7 +160,7 @@ export function createPgRunStore(db: Database): RunStore {
       );
     },
     close: () => db.close(),
-  };
+  });
 }
 
 function stateName(state: Run_State): string {
