@@ -103,6 +103,14 @@ export function serve(name: ServiceName): Promise<number> {
 }
 
 /**
+ * shutdownLimitDefaultMs is how long closing may take: the drain's own bound
+ * (10 s, mesh/grpc-server.ts), closing the stores (the pool gives up after
+ * 5 s), and slack — still inside the 30 s an orchestrator (ECS, Kubernetes)
+ * waits between SIGTERM and SIGKILL.
+ */
+const shutdownLimitDefaultMs = 20_000;
+
+/**
  * runUntilStopped starts a server, announces it (an IPC `ready` message to a
  * parent process, or a line on stdout), and on SIGTERM or SIGINT closes it.
  * The signal handlers are in place before anything is announced: a SIGTERM
@@ -113,7 +121,7 @@ export function serve(name: ServiceName): Promise<number> {
  * ignores its signal), the process says so and exits 1: a stopped service
  * must never linger.
  */
-export async function runUntilStopped(name: string, startServer: () => Promise<Running>, shutdownLimitMs = 30_000): Promise<number> {
+export async function runUntilStopped(name: string, startServer: () => Promise<Running>, shutdownLimitMs = shutdownLimitDefaultMs): Promise<number> {
   let stopRequested!: () => void;
   const stopped = new Promise<void>((resolve) => (stopRequested = resolve));
   const stop = (): void => stopRequested();

@@ -227,9 +227,13 @@ describe("the operations page", () => {
         await page.locator(`#layers .node[data-service="${name}"][data-state="SERVING"]`).waitFor();
       }
       // The topology is drawn from the upstreams: the gateway above the orchestrator, above the agents.
-      const y = async (name: string) => (await page.locator(`#layers .node[data-service="${name}"]`).boundingBox())!.y;
-      expect(await y("gateway")).toBeLessThan(await y("orchestrator"));
-      expect(await y("orchestrator")).toBeLessThan(await y("v1-agents"));
+      // Read every node's position at once: the page redraws twice a second, and a node looked up
+      // on its own can be the one just replaced (no box).
+      const y: Record<string, number> = Object.fromEntries(
+        await page.locator("#layers .node").evaluateAll((nodes) => nodes.map((n) => [n.getAttribute("data-service"), n.getBoundingClientRect().y])),
+      );
+      expect(y.gateway).toBeLessThan(y.orchestrator);
+      expect(y.orchestrator).toBeLessThan(y["v1-agents"]);
       expect(await page.locator("#topology svg line").count()).toBeGreaterThanOrEqual(6);
       const row = page.locator(`#runs tr[data-run="${runName}"]`);
       await row.waitFor();
