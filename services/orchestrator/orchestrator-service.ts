@@ -170,16 +170,19 @@ export function createOrchestratorImpl(deps: OrchestratorDeps): ServiceImpl<type
     }
     const startedMs = performance.now();
     deps.telemetry?.routed(decision);
-    run.state = Run_State.RUNNING;
-    await deps.store.save(org, run);
     // Every event of an accepted run also goes to its watchers, on any instance.
     const emit = async (ev: RunEventInit): Promise<RunEvent> => {
       const e = create(RunEventSchema, ev);
       await deps.events.publish(org, run.name, e);
       return e;
     };
-    yield await emit({ event: { case: "routed", value: decision } });
+    // From here on the run is accepted: whatever fails, it ends in a recorded final state
+    // (the database can go away between the create and the next save).
+    let closedEarly = true;
     try {
+      run.state = Run_State.RUNNING;
+      await deps.store.save(org, run);
+      yield await emit({ event: { case: "routed", value: decision } });
       // A named context seeds the run's own: its steps read what earlier runs wrote there.
       if (req.contextId) {
         const named = await deps.store.getNamedContext(org, req.contextId);
@@ -202,11 +205,23 @@ export function createOrchestratorImpl(deps: OrchestratorDeps): ServiceImpl<type
         streaming,
       });
       for await (const ev of plan) yield await emit(ev);
+      closedEarly = false;
     } catch (e) {
+      closedEarly = false;
       // Only the stores can fail here (a step's failure is the step's): the run still ends recorded.
       const err = ConnectError.from(e);
       run.state = ctx.signal.aborted ? Run_State.CANCELLED : Run_State.FAILED;
       run.error = `${Code[err.code]}: ${err.rawMessage}`;
+    } finally {
+      // A StreamRun caller that went away closes this generator at a yield: nothing after
+      // the yield runs, so the run is recorded CANCELLED here (no one is left to tell).
+      if (closedEarly) {
+        run.state = Run_State.CANCELLED;
+        run.error = "CANCELLED: the caller went away before the run ended";
+        run.updateTime = timestampNow();
+        await saveFinal(deps.store, org, run, deps.retrySaveMs).catch(() => undefined);
+        deps.telemetry?.finished(org, run, startedMs);
+      }
     }
     run.updateTime = timestampNow();
     await saveFinal(deps.store, org, run, deps.retrySaveMs);

@@ -6,6 +6,8 @@ import { Checks, OrchestratorService, PlannedStepSchema, RouteMode, Run_State, t
 import { toAgentMessage } from "../../platform/agents/agent-service.js";
 import { loadCatalog } from "../../platform/agents/catalog.js";
 import { createMemoryKeyValueStore } from "../../platform/kv/memory-kv-store.js";
+import { createMeshServer } from "../../mesh/grpc-server.js";
+import { createGrpcTransport } from "../../mesh/grpc-transport.js";
 import { createOrchestratorImpl } from "./orchestrator-service.js";
 import { depthAfter, withDependencies } from "./plan-graph.js";
 import { createSemanticRouter } from "./routing/semantic-router.js";
@@ -47,7 +49,9 @@ function harness(behaviours: Record<string, Behaviour> = {}, options: { hold?: b
       const output = b.output ?? { from: req.name, read: Object.keys(req.context ?? {}).sort().join(",") };
       return { agent: req.name, output, summary: `${req.name} answered`, provider: "fake", usage: { inputTokens: 1n, outputTokens: 1n, calls: 1 } };
     },
-    async *streamAgent() {},
+    async *streamAgent(req, ctx) {
+      yield { event: { case: "result", value: await fake.runAgent(req, ctx) } };
+    },
   };
   const client = createClient(AgentService, createRouterTransport(({ service }) => service(AgentService, fake)));
   const kv = createMemoryKeyValueStore();
@@ -77,7 +81,7 @@ function harness(behaviours: Record<string, Behaviour> = {}, options: { hold?: b
   const waitFor = async (...names: string[]): Promise<void> => {
     while (!names.every((n) => started.includes(`agents/${n}`))) await new Promise((r) => setTimeout(r, 2));
   };
-  return { orch, store, seen, release, waitFor, started, concurrency: () => most };
+  return { impl, orch, store, seen, release, waitFor, started, concurrency: () => most };
 }
 
 const hybridPlan = ["icp_builder", "competitor_surface", "positioning_architect", "copywriter"].map((a) => `agents/${a}`);
@@ -221,6 +225,34 @@ describe("running a DAG", () => {
       "run",
     ]);
   });
+
+  it("a StreamRun caller that goes away mid-run leaves the run CANCELLED and recorded, not RUNNING (over the mesh's gRPC server)", async () => {
+    const h = harness({}, { hold: true });
+    // Served as the mesh serves it: grpc-js stops reading the handler when the call is cancelled.
+    const server = createMeshServer({ services: [{ service: OrchestratorService, impl: h.impl }], drainTimeoutMs: 1_000 });
+    const transport = createGrpcTransport({ address: `127.0.0.1:${await server.listen(0, "127.0.0.1")}` });
+    try {
+      const abort = new AbortController();
+      const stream = createClient(OrchestratorService, transport).streamRun(
+        { input: "Write the launch copy", agents: ["agents/icp_builder", "agents/copywriter"], checks: Checks.OFF },
+        { signal: abort.signal },
+      );
+      const read = await (async () => {
+        for await (const e of stream) if (e.event.case === "stepStarted") abort.abort();
+      })().catch((e: unknown) => ConnectError.from(e));
+      expect(read).toMatchObject({ code: Code.Canceled });
+      const [run] = (await h.store.list("default", 10, "")).runs;
+      let stored = run;
+      for (let i = 0; i < 200 && (stored.state === Run_State.RUNNING || stored.state === Run_State.PENDING); i++) {
+        await new Promise((r) => setTimeout(r, 10));
+        stored = (await h.store.get("default", run.name))!;
+      }
+      expect(Run_State[stored.state]).toBe("CANCELLED");
+    } finally {
+      transport.close();
+      await server.shutdown();
+    }
+  });
 });
 
 describe("contexts across runs", () => {
@@ -310,5 +342,29 @@ describe("the database going away during a run", () => {
       stored = (await h.store.get("default", stuck.name))!;
     }
     expect(stored.state).not.toBe(Run_State.RUNNING);
+  });
+
+  it("between the run's creation and its first save: the run still ends FAILED, recorded once the database is back, never left PENDING", async () => {
+    let down = false;
+    const h = harness({}, { storeDown: () => down });
+    // The create goes through; every save after it fails until the database is back.
+    const create = h.store.create;
+    h.store.create = async (...args) => {
+      const created = await create(...args);
+      down = true;
+      return created;
+    };
+    const err = await h.orch.createRun({ input: "Build our ICP", agents: ["agents/icp_builder"], checks: Checks.OFF }).catch((e: unknown) => ConnectError.from(e));
+    expect(err).toBeInstanceOf(ConnectError);
+    expect(h.started, "no agent runs for a run that could not be marked RUNNING").toEqual([]);
+    const [accepted] = (await h.store.list("default", 10, "")).runs;
+    down = false;
+    let stored = accepted;
+    for (let i = 0; i < 200 && stored.state === Run_State.PENDING; i++) {
+      await new Promise((r) => setTimeout(r, 10));
+      stored = (await h.store.get("default", accepted.name))!;
+    }
+    expect(stored.state).toBe(Run_State.FAILED);
+    expect(stored.error).toMatch(/ECONNREFUSED/);
   });
 });
