@@ -81,7 +81,8 @@ const keyOf = (agent: string): string => agent.slice("agents/".length);
  * outputs kept), FAILED when none did, CANCELLED when the caller cancelled
  * or every failure was a deadline, BUDGET_EXCEEDED when a step took it past
  * its budget (running steps are then cancelled). Events are yielded in the
- * order they happen; the run is saved after every step.
+ * order they happen; the run is saved after every step but the last, which
+ * the caller's final save records.
  */
 export async function* executePlan(p: PlanRun): AsyncGenerator<RunEventInit> {
   const { run, decision, req, org } = p;
@@ -214,7 +215,9 @@ export async function* executePlan(p: PlanRun): AsyncGenerator<RunEventInit> {
         stop.abort(new ConnectError(over, Code.ResourceExhausted));
       }
     }
-    await p.store.save(org, run);
+    // The last step to end is recorded by the run's final save, which follows at once (orchestrator-service.ts): one write, not two.
+    const last = running === 0 && recorded.size + 1 === decision.steps.length;
+    if (!last) await p.store.save(org, run);
     recorded.add(index);
     push({ event: { case: "stepFinished", value: step } });
   };

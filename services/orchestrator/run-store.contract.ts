@@ -117,6 +117,17 @@ export function runStoreContract(name: string, open: () => Promise<{ store: RunS
       expect((await s().create("globex", newRun(), { key: "key-1", hash: "h2" })).created).toBe(true);
     });
 
+    test("a create run again after it was stored (its answer lost on a dropped connection) is the same run, still created", async () => {
+      const run = newRun();
+      expect((await s().create("acme", run)).created).toBe(true);
+      expect((await s().create("acme", run)).created).toBe(true);
+      const keyed = newRun();
+      expect((await s().create("acme", keyed, { key: "key-again", hash: "h" })).created).toBe(true);
+      expect(await s().create("acme", keyed, { key: "key-again", hash: "h" })).toMatchObject({ created: true, run: { name: keyed.name } });
+      const names = (await s().list("acme", 1000, "")).runs.map((r) => r.name);
+      expect(names.filter((n) => n === run.name || n === keyed.name)).toHaveLength(2);
+    });
+
     test("concurrent creates with one key make one run", async () => {
       const results = await Promise.all([0, 1, 2, 3].map(() => s().create("acme", newRun(), { key: "key-race", hash: "same" })));
       expect(results.filter((r) => r.created)).toHaveLength(1);

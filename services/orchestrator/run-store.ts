@@ -96,7 +96,8 @@ export function createMemoryRunStore(): RunStore {
         const k = keys.get(`${org}\0${idem.key}`);
         if (k) {
           if (k.hash !== idem.hash) throw keyReused(idem.key);
-          return { run: clone(RunSchema, runs.get(k.name)!.run), created: false };
+          // The same run again (its first create's answer was lost) is still the one this call created.
+          return { run: clone(RunSchema, runs.get(k.name)!.run), created: k.name === run.name };
         }
         keys.set(`${org}\0${idem.key}`, { hash: idem.hash, name: run.name });
       }

@@ -2,13 +2,14 @@ import { create, fromJson, toJson, type JsonObject, type JsonValue } from "@bufb
 import { timestampDate, timestampFromDate } from "@bufbuild/protobuf/wkt";
 import { UniqueConstraintViolationException } from "@mikro-orm/core";
 import type { EntityManager } from "@mikro-orm/postgresql";
+import { sql, type Kysely } from "kysely";
 import { UsageSchema } from "../../../gen/raptorflow/agent/v1/agent_pb.js";
 import { RouteDecisionSchema, Run_State, RunSchema, RunStepSchema, Target, type Run } from "../../../gen/raptorflow/v3/orchestrator_pb.js";
 import { retryOnDroppedConnection, type Database } from "../../../platform/db/database.js";
 import { decodePageToken, encodePageToken } from "../../../platform/pagination.js";
 import { keyReused } from "../../../mesh/call-context.js";
 import { idOf, type RunStore } from "../run-store.js";
-import { ContextEntity, FeedbackEntity, IdempotencyEntity, NamedContextEntity, RunEntity, StepEntity, type RunRow } from "./schema.js";
+import { ContextEntity, FeedbackEntity, IdempotencyEntity, NamedContextEntity, RunEntity, schemaName, StepEntity, type RunRow } from "./schema.js";
 
 const active = [Run_State[Run_State.PENDING], Run_State[Run_State.RUNNING]].map((s) => `STATE_${s}`);
 
@@ -17,9 +18,33 @@ const active = [Run_State[Run_State.PENDING], Run_State[Run_State.RUNNING]].map(
  * MikroORM (a real server, or the embedded PGlite). Every query filters by
  * organization; the route, usage and step results keep their protobuf JSON.
  * An operation whose connection PostgreSQL dropped runs once more.
+ *
+ * The writes every run makes (create, save) are one SQL statement each,
+ * through MikroORM's Kysely client with bound parameters: a data-modifying
+ * CTE writes the run row and all its steps atomically, where the entity
+ * manager took a transaction of four statements and most of the
+ * orchestrator's CPU per run (docs/performance.md, "Mesh under load").
  */
 export function createPgRunStore(db: Database): RunStore {
   const em = (): EntityManager => db.orm.em.fork() as EntityManager;
+  const kysely = (): Kysely<unknown> => (db.orm.em as EntityManager).getConnection().getClient();
+  const runs = sql.table(`${schemaName}.runs`);
+  const steps = sql.table(`${schemaName}.run_steps`);
+  const idempotency = sql.table(`${schemaName}.idempotency_keys`);
+
+  /**
+   * withSteps is the statement that ends a write: it upserts every step of
+   * the run, read from one JSON array, for the run id the CTE `r` returns
+   * (none when `r` wrote nothing, so a missing run gets no orphan steps).
+   */
+  const withSteps = (org: string, run: Run) => {
+    const rows = run.steps.map((step, idx) => ({ idx, agent: step.agent, state: stateName(step.state), data: toJson(RunStepSchema, step) }));
+    return sql`insert into ${steps} ("run_id", "idx", "organization", "agent", "state", "data")
+      select r.id, s.idx, ${org}, s.agent, s.state, s.data
+      from r, jsonb_to_recordset(${JSON.stringify(rows)}::jsonb) as s("idx" integer, "agent" text, "state" text, "data" jsonb)
+      on conflict ("run_id", "idx") do update set "agent" = excluded."agent", "state" = excluded."state", "data" = excluded."data"`;
+  };
+  const json = (v: unknown) => (v === null ? null : JSON.stringify(v));
 
   const rowOf = (org: string, run: Run): RunRow => ({
     id: idOf(run.name),
@@ -37,19 +62,6 @@ export function createPgRunStore(db: Database): RunStore {
     updateTime: run.updateTime ? timestampDate(run.updateTime) : new Date(),
   });
 
-  const saveSteps = async (m: EntityManager, org: string, run: Run): Promise<void> => {
-    for (const [idx, step] of run.steps.entries()) {
-      await m.upsert(StepEntity, {
-        runId: idOf(run.name),
-        idx,
-        organization: org,
-        agent: step.agent,
-        state: stateName(step.state),
-        data: toJson(RunStepSchema, step),
-      });
-    }
-  };
-
   const load = async (m: EntityManager, org: string, id: string): Promise<Run | undefined> => {
     const row = await m.findOne(RunEntity, { id, organization: org });
     if (!row) return undefined;
@@ -59,41 +71,41 @@ export function createPgRunStore(db: Database): RunStore {
 
   return retryOnDroppedConnection<RunStore>({
     async create(org, run, idem) {
-      const m = em();
+      const row = rowOf(org, run);
       try {
-        return await m.transactional(async (tx) => {
-          if (idem) {
-            const existing = await tx.findOne(IdempotencyEntity, { organization: org, key: idem.key });
-            if (existing) {
-              if (existing.requestHash !== idem.hash) throw keyReused(idem.key);
-              return { run: (await load(tx as EntityManager, org, existing.runId))!, created: false };
-            }
-          }
-          // The run first, then the key that points at it (the foreign key wants that order).
-          await tx.insert(RunEntity, rowOf(org, run));
-          if (idem) {
-            await tx.insert(IdempotencyEntity, { organization: org, key: idem.key, requestHash: idem.hash, runId: idOf(run.name), createTime: new Date() });
-          }
-          await saveSteps(tx as EntityManager, org, run);
-          return { run, created: true };
-        });
+        // The run, the key that points at it (the foreign key wants that order) and the steps, in one statement:
+        // a key already taken fails the whole statement, and the run it points at is read instead.
+        const key = idem
+          ? sql`, k as (insert into ${idempotency} ("organization", "key", "request_hash", "run_id", "create_time")
+              select ${org}, ${idem.key}, ${idem.hash}, r.id, now() from r)`
+          : sql``;
+        await sql`with r as (
+            insert into ${runs} ("id", "organization", "state", "input", "route", "output", "summary", "error", "usage", "request_id", "context_id", "create_time", "update_time")
+            values (${row.id}, ${org}, ${row.state}, ${row.input}, ${json(row.route)}::jsonb, ${json(row.output)}::jsonb, ${row.summary}, ${row.error},
+              ${json(row.usage)}::jsonb, ${row.requestId}, ${row.contextId}, ${row.createTime}, ${row.updateTime})
+            returning "id")${key}
+          ${withSteps(org, run)}`.execute(kysely());
+        return { run, created: true };
       } catch (e) {
-        // Two creates with one key at once: the loser reads what the winner stored.
-        if (e instanceof UniqueConstraintViolationException && idem) {
-          const existing = await em().findOne(IdempotencyEntity, { organization: org, key: idem.key });
-          if (existing && existing.requestHash === idem.hash) return { run: (await load(em(), org, existing.runId))!, created: false };
-          throw keyReused(idem.key);
-        }
+        if (!isUniqueViolation(e)) throw e;
+        // This very run is stored: the statement ran again after its commit's answer was lost (retryOnDroppedConnection).
+        if ((await em().count(RunEntity, { id: row.id, organization: org })) > 0) return { run, created: true };
+        // Two creates with one key (a client's retry, or both at once): the loser reads what the winner stored.
+        const existing = idem && (await em().findOne(IdempotencyEntity, { organization: org, key: idem.key }));
+        if (existing && existing.requestHash === idem!.hash) return { run: (await load(em(), org, existing.runId))!, created: false };
+        if (existing) throw keyReused(idem!.key);
         throw e;
       }
     },
     async save(org, run) {
-      const m = em();
-      await m.transactional(async (tx) => {
-        const { id, organization, ...fields } = rowOf(org, run);
-        await tx.nativeUpdate(RunEntity, { id, organization }, fields);
-        await saveSteps(tx as EntityManager, org, run);
-      });
+      const row = rowOf(org, run);
+      await sql`with r as (
+          update ${runs} set "state" = ${row.state}, "input" = ${row.input}, "route" = ${json(row.route)}::jsonb, "output" = ${json(row.output)}::jsonb,
+            "summary" = ${row.summary}, "error" = ${row.error}, "usage" = ${json(row.usage)}::jsonb, "request_id" = ${row.requestId},
+            "context_id" = ${row.contextId}, "create_time" = ${row.createTime}, "update_time" = ${row.updateTime}
+          where "id" = ${row.id} and "organization" = ${org}
+          returning "id")
+        ${withSteps(org, run)}`.execute(kysely());
     },
     async putContext(org, run, key, value) {
       await em().upsert(ContextEntity, { runId: idOf(run), key, organization: org, value, createTime: new Date() });
@@ -161,6 +173,11 @@ export function createPgRunStore(db: Database): RunStore {
     },
     close: () => db.close(),
   });
+}
+
+/** isUniqueViolation tells PostgreSQL's unique_violation (23505), raw or as MikroORM wraps it. */
+function isUniqueViolation(e: unknown): boolean {
+  return e instanceof UniqueConstraintViolationException || (e as { code?: unknown } | null)?.code === "23505";
 }
 
 function stateName(state: Run_State): string {
