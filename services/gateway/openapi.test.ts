@@ -350,7 +350,7 @@ describe("openApiDocument for OrchestratorService and IcpService", () => {
 
   it("gives GET /v3/agents its query parameters, the enum by name; body '*' routes take none", () => {
     const list = op(ourDoc, "get", "/v3/agents");
-    expect(list.parameters.map((p: Doc) => `${p.in}:${p.name}`)).toEqual(["query:pageSize", "query:pageToken", "query:system", "query:department"]);
+    expect(list.parameters.map((p: Doc) => `${p.in}:${p.name}`)).toEqual(["query:pageSize", "query:pageToken", "query:system", "query:department", "query:view"]);
     expect(param(list, "pageSize").schema).toMatchObject({ type: "integer", minimum: 0, maximum: 1000 });
     expect(param(list, "pageToken").schema).toMatchObject({ type: "string", maxLength: 512 });
     expect(deref(ourDoc, param(list, "system").schema)).toMatchObject({
@@ -358,6 +358,7 @@ describe("openApiDocument for OrchestratorService and IcpService", () => {
       enum: ["AGENT_SYSTEM_UNSPECIFIED", "AGENT_SYSTEM_V1", "AGENT_SYSTEM_V2"],
     });
     expect(param(list, "department").schema).toMatchObject({ type: "string", pattern: "^([a-z][a-z0-9_]*)?$" });
+    expect(deref(ourDoc, param(list, "view").schema)).toMatchObject({ type: "string", enum: ["AGENT_VIEW_UNSPECIFIED", "AGENT_VIEW_BASIC", "AGENT_VIEW_FULL"] });
     expect(op(ourDoc, "get", "/v3/runs").parameters.map((p: Doc) => p.name)).toEqual(["pageSize", "pageToken"]);
     // The transcoder refuses query parameters on a body "*" route.
     expect(op(ourDoc, "post", "/v3/routes:explain").parameters).toBeUndefined();

@@ -3,8 +3,9 @@ import { timestampFromDate, timestampNow } from "@bufbuild/protobuf/wkt";
 import { createValidator } from "@bufbuild/protovalidate";
 import { Code, ConnectError, type Client, type HandlerContext, type ServiceImpl } from "@connectrpc/connect";
 import { uuidv7 } from "uuidv7";
-import { AgentService, AgentSystem, type Agent } from "../../gen/raptorflow/agent/v1/agent_pb.js";
+import { AgentSchema, AgentService, AgentSystem, type Agent } from "../../gen/raptorflow/agent/v1/agent_pb.js";
 import {
+  AgentView,
   BatchRunResultSchema,
   CreateRunRequestSchema,
   FeedbackSchema,
@@ -76,6 +77,22 @@ async function saveFinal(store: RunStore, org: string, run: Run, retryEveryMs = 
     setTimeout(again, retryEveryMs).unref();
     throw e;
   }
+}
+
+/** basicViews holds each catalog agent's BASIC view, made once per agent object the catalog cache hands out. */
+const basicViews = new WeakMap<Agent, Agent>();
+
+/** basicView is an agent without its schemas and example requests (AGENT_VIEW_BASIC): most of a catalog's bytes. */
+function basicView(agent: Agent): Agent {
+  let basic = basicViews.get(agent);
+  if (!basic) {
+    basic = clone(AgentSchema, agent);
+    basic.inputSchema = undefined;
+    basic.outputSchema = undefined;
+    basic.examples = [];
+    basicViews.set(agent, basic);
+  }
+  return basic;
 }
 
 /** OrchestratorDeps are what the orchestrator needs, injected so tests can pass their own. */
@@ -399,8 +416,9 @@ export function createOrchestratorImpl(deps: OrchestratorDeps): ServiceImpl<type
           (req.system === AgentSystem.UNSPECIFIED || a.system === req.system) &&
           (req.department === "" || a.department === req.department),
       );
-      const { page, nextPageToken } = paginate(agents, req, `s=${req.system};d=${req.department}`, 100);
-      return { agents: page, nextPageToken, totalSize: agents.length };
+      // The view is part of the page token's query: a token is only good for the list it came from.
+      const { page, nextPageToken } = paginate(agents, req, `s=${req.system};d=${req.department};v=${req.view}`, 100);
+      return { agents: req.view === AgentView.FULL ? page : page.map(basicView), nextPageToken, totalSize: agents.length };
     },
   };
 }

@@ -122,6 +122,11 @@ describe("REST through the gateway", () => {
   it("GET /v3/agents lists both catalogs and filters by system and department", async () => {
     const all = await getJson(`/v3/agents?pageSize=1000`);
     expect(all.totalSize).toBe(70);
+    const icp = (list: { agents: { name: string; inputSchema?: object; examples?: string[] }[] }) => list.agents.find((a) => a.name === "agents/icp_builder")!;
+    expect(icp(all).inputSchema, "the BASIC view by default").toBeUndefined();
+    const full = await getJson(`/v3/agents?pageSize=1000&view=AGENT_VIEW_FULL`);
+    expect(icp(full).inputSchema).toBeDefined();
+    expect(icp(full).examples!.length).toBeGreaterThan(0);
     const v1 = await getJson(`/v3/agents?system=AGENT_SYSTEM_V1&pageSize=1000`);
     expect(v1.agents).toHaveLength(16);
     const creative = await getJson(`/v3/agents?department=creative`);
