@@ -65,6 +65,12 @@ beforeAll(async () => {
   // A short pause between a worker's calls: refused calls come back at once, and the drain needs the CPU more.
   const load = startLoad({ name: prefix, concurrency: 8, pauseMs: 20, hangAfterMs, phase: "before", send: sender.send });
   await load.until(endedIn("before", beforeFault), 60_000, `${beforeFault} runs before the SIGTERM`);
+  // The workers run in step (each run takes two 1 s model calls), so right after those ended most are between
+  // two calls. The SIGTERM waits until six have a run under way: sent 100 ms ago or more, so the server has
+  // taken it (on loopback that takes about a millisecond) and it is a second or more from its end.
+  for (const bound = performance.now() + 30_000; performance.now() < bound; await new Promise((r) => setTimeout(r, 5))) {
+    if (load.inFlight().filter((r) => performance.now() - r.sentAt >= 100).length >= 6) break;
+  }
 
   // The requests in flight now are the ones that must finish.
   const ended = new Set(load.records.map((r) => r.requestId));

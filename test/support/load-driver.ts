@@ -85,6 +85,8 @@ export interface LoadReport extends PhaseCounts {
 export interface Load {
   /** records are the requests that ended so far, in the order they ended. */
   readonly records: readonly LoadRecord[];
+  /** inFlight are the requests sent and not yet ended, with when each was sent (performance.now()). */
+  inFlight(): readonly { requestId: string; sentAt: number }[];
   /** phase labels the requests sent from now on. */
   phase(name: string): void;
   /** until resolves when `predicate` holds for the records so far (checked after each answer), or rejects after `timeoutMs`. */
@@ -101,6 +103,7 @@ export interface Load {
  */
 export function startLoad(options: LoadOptions): Load {
   const records: LoadRecord[] = [];
+  const outstanding = new Map<string, number>();
   let phase = options.phase ?? "steady";
   let next = 0;
   let stopping = false;
@@ -111,6 +114,7 @@ export function startLoad(options: LoadOptions): Load {
     const req: LoadRequest = { index: next, requestId: `${options.name}-${next}`, phase };
     next++;
     const sentAt = performance.now();
+    outstanding.set(req.requestId, sentAt);
     const signal = AbortSignal.timeout(options.hangAfterMs);
     let outcome: Outcome;
     try {
@@ -122,6 +126,7 @@ export function startLoad(options: LoadOptions): Load {
       outcome = signal.aborted ? { kind: "hang" } : { kind: `thrown ${(e as Error).name}`, message: (e as Error).message };
     }
     const answeredAt = performance.now();
+    outstanding.delete(req.requestId);
     records.push({ ...req, outcome, sentAt, answeredAt, elapsedMs: answeredAt - sentAt });
     notify();
   };
@@ -135,6 +140,7 @@ export function startLoad(options: LoadOptions): Load {
 
   return {
     records,
+    inFlight: () => [...outstanding].map(([requestId, sentAt]) => ({ requestId, sentAt })),
     phase(name) {
       phase = name;
     },
