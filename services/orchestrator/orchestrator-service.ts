@@ -252,8 +252,10 @@ export function createOrchestratorImpl(deps: OrchestratorDeps): ServiceImpl<type
       if (ev.event?.case === "run") last = ev.event.value as Run;
     }
     // A run cut short by the caller's own deadline answers DEADLINE_EXCEEDED, as the caller's clock
-    // says, even when the recorded CANCELLED run is ready a moment before that clock runs out.
-    if (last!.state === Run_State.CANCELLED && ctx.timeoutMs() !== undefined && !ctx.signal.aborted) {
+    // says, whether the recorded CANCELLED run is ready a moment before that clock runs out or a moment
+    // after (the handler's deadline signal fired first). Only a caller that cancelled gets the run.
+    const callerCancelled = ctx.signal.aborted && ConnectError.from(ctx.signal.reason).code !== Code.DeadlineExceeded;
+    if (last!.state === Run_State.CANCELLED && ctx.timeoutMs() !== undefined && !callerCancelled) {
       throw new ConnectError(`the run could not finish within the caller's deadline; ${last!.name} is recorded as CANCELLED`, Code.DeadlineExceeded);
     }
     return last!;

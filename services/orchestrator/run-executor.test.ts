@@ -1,8 +1,17 @@
 import { create, type JsonObject } from "@bufbuild/protobuf";
-import { Code, ConnectError, createClient, createRouterTransport, type HandlerContext, type ServiceImpl } from "@connectrpc/connect";
+import {
+  Code,
+  ConnectError,
+  createClient,
+  createContextValues,
+  createHandlerContext,
+  createRouterTransport,
+  type HandlerContext,
+  type ServiceImpl,
+} from "@connectrpc/connect";
 import { describe, expect, it } from "vitest";
 import { AgentService, AgentSystem, type RunAgentRequest } from "../../gen/raptorflow/agent/v1/agent_pb.js";
-import { Checks, OrchestratorService, PlannedStepSchema, RouteMode, Run_State, type RunEvent } from "../../gen/raptorflow/v3/orchestrator_pb.js";
+import { Checks, CreateRunRequestSchema, OrchestratorService, PlannedStepSchema, RouteMode, Run_State, type RunEvent } from "../../gen/raptorflow/v3/orchestrator_pb.js";
 import { toAgentMessage } from "../../platform/agents/agent-service.js";
 import { loadCatalog } from "../../platform/agents/catalog.js";
 import { createMemoryKeyValueStore } from "../../platform/kv/memory-kv-store.js";
@@ -252,6 +261,36 @@ describe("running a DAG", () => {
       transport.close();
       await server.shutdown();
     }
+  });
+});
+
+describe("a run the caller's deadline cuts short", () => {
+  it("answers DEADLINE_EXCEEDED also when the handler's deadline signal fired before the run ended", async () => {
+    // The agent never answers, and the final save of the CANCELLED run takes a while: the run ends after
+    // the deadline has aborted the handler's signal (its step's own share of the deadline may fire first).
+    const h = harness({}, { hold: true });
+    const save = h.store.save;
+    h.store.save = async (org, run) => {
+      if (run.state === Run_State.CANCELLED) await new Promise((r) => setTimeout(r, 100));
+      return save(org, run);
+    };
+    const ctx = createHandlerContext({
+      service: OrchestratorService,
+      method: OrchestratorService.method.createRun,
+      protocolName: "grpc",
+      requestMethod: "POST",
+      url: "/raptorflow.v3.OrchestratorService/CreateRun",
+      timeoutMs: 50,
+      requestHeader: new Headers(),
+      contextValues: createContextValues(),
+    });
+    const err = await Promise.resolve(h.impl.createRun(create(CreateRunRequestSchema, { input: "Build our ICP", agents: ["agents/icp_builder"], checks: Checks.OFF }), ctx)).catch(
+      (e: unknown) => ConnectError.from(e),
+    );
+    expect(ctx.signal.aborted).toBe(true);
+    expect(err).toMatchObject({ code: Code.DeadlineExceeded });
+    const [run] = (await h.store.list("default", 10, "")).runs;
+    expect(Run_State[run.state]).toBe("CANCELLED");
   });
 });
 
