@@ -1,7 +1,7 @@
 import { randomUUID } from "node:crypto";
 import { fastifyConnectPlugin } from "@connectrpc/connect-fastify";
 import type { ConnectRouter } from "@connectrpc/connect";
-import Fastify, { type FastifyBaseLogger, type FastifyInstance } from "fastify";
+import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance, type FastifyReply, type FastifyRequest } from "fastify";
 import type { DescMethod } from "@bufbuild/protobuf";
 import { bindingsOf, type TranscodedService } from "./bindings.js";
 import { credentialRateLimitPlugin, type CredentialRateLimitOptions } from "./credential-rate-limit-plugin.js";
@@ -14,6 +14,7 @@ import { browserAccess } from "./browser-access.js";
 import { createGatewayServer, type GatewayServerOptions } from "./http-server.js";
 import { useJsonBodyLimits } from "./json-body.js";
 import { malformedBodiesAreInvalid } from "./malformed-bodies.js";
+import type { Logger } from "pino";
 import { logger } from "../../mesh/logger.js";
 import { livenessReport, readinessCode, readinessReport, type ReadinessReport } from "../../mesh/ops-http.js";
 import { createServiceHealth, type ServiceHealth } from "../../mesh/service-health.js";
@@ -29,8 +30,11 @@ export interface GatewayAppOptions {
   readonly maxRequestBytes?: number;
   /** maxResponseBytes bounds a response body or stream message (default 4 MiB). */
   readonly maxResponseBytes?: number;
-  /** logger turns fastify's request log on. */
-  readonly logger?: boolean;
+  /**
+   * logger turns the request log on: one line per request when it is answered (`request completed`,
+   * with the request, the status and the time), to the `http` component's logger or the one given.
+   */
+  readonly logger?: boolean | Logger;
   /** title and version name the API in its OpenAPI document (`/openapi.json`, `/docs`). */
   readonly title?: string;
   /** version of the API in the OpenAPI document. */
@@ -60,6 +64,20 @@ export interface GatewayAppOptions {
 }
 
 /**
+ * AccessLog makes fastify's request log one line a request, written when it
+ * is answered, with the request in it (fastify's default is two lines: one
+ * on arrival, one with the status). Errors keep fastify's own lines.
+ */
+class AccessLog extends LogController {
+  override incomingRequest(): void {}
+
+  override requestCompleted(error: Error | null | undefined, request: FastifyRequest, reply: FastifyReply): void {
+    if (error) super.requestCompleted(error, request, reply);
+    else reply.log.info({ req: request, res: reply, responseTime: reply.elapsedTime }, "request completed");
+  }
+}
+
+/**
  * createGatewayApp builds the gateway for any gRPC services: REST from their
  * `google.api.http` annotations (the transcoder), Connect and gRPC-Web for
  * browsers (connect-fastify, forwarding), an OpenAPI 3.1 document at
@@ -71,7 +89,9 @@ export interface GatewayAppOptions {
  */
 export async function createGatewayApp(options: GatewayAppOptions): Promise<FastifyInstance> {
   const app = Fastify({
-    ...(options.logger ? { loggerInstance: logger("http") as FastifyBaseLogger } : { logger: false }),
+    ...(options.logger
+      ? { loggerInstance: (options.logger === true ? logger("http") : options.logger) as FastifyBaseLogger, logController: new AccessLog() }
+      : { logger: false }),
     bodyLimit: options.maxRequestBytes ?? 1024 * 1024,
     // Fastify's trustProxy walks X-Forwarded-For back through the trusted hops only.
     trustProxy: options.trustedProxies?.length ? [...options.trustedProxies] : false,

@@ -6,6 +6,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { OrchestratorService } from "../../gen/raptorflow/v3/orchestrator_pb.js";
 import { IcpService } from "../../gen/raptorflow/v1/icp_pb.js";
 import { createTestPki, hasOpenssl, type TestPki } from "../../test/support/certificates.js";
+import { createLogger } from "../../mesh/logger.js";
 import { createGatewayApp, type GatewayAppOptions } from "./gateway-app.js";
 import { jsonDepthExceeds } from "./json-body.js";
 import { createMemoryKeyValueStore } from "../../platform/kv/memory-kv-store.js";
@@ -48,6 +49,25 @@ describe("security headers", () => {
       // Plain HTTP: no HSTS (browsers ignore it there; TLS below sends it).
       expect(a.headers["strict-transport-security"]).toBeUndefined();
     }
+    await app.close();
+  });
+});
+
+describe("the request log", () => {
+  it("writes one line per request, when it is answered: method, path, status and time, without the credentials", async () => {
+    const lines: Record<string, unknown>[] = [];
+    const destination = { write: (line: string) => void lines.push(JSON.parse(line) as Record<string, unknown>) };
+    const log = createLogger({ env: { LOG_LEVEL: "info", LOG_FORMAT: "json" }, service: "gateway", destination });
+    const app = await gateway({ logger: log });
+    await app.inject({ method: "POST", url: "/v3/runs", headers: { "content-type": "application/json", authorization: "Bearer secret-token" }, payload: { input: "hi" } });
+    await app.inject({ url: "/nowhere" });
+    const requests = lines.filter((l) => l.req !== undefined || l.res !== undefined);
+    expect(requests.map((l) => [l.msg, (l.req as { method: string }).method, (l.req as { url: string }).url, (l.res as { statusCode: number }).statusCode])).toEqual([
+      ["request completed", "POST", "/v3/runs", 201],
+      ["request completed", "GET", "/nowhere", 404],
+    ]);
+    for (const l of requests) expect(l.responseTime).toEqual(expect.any(Number));
+    expect(JSON.stringify(lines)).not.toContain("secret-token");
     await app.close();
   });
 });
