@@ -5,7 +5,7 @@
  * into a folder of its own.
  *
  *   npm run bench:all -- [--out DIR] [--database-url URL] [--only load,load-postgres,transport,gateway,routing,reliability]
- *       [--soak-seconds 60] [--quick]
+ *       [--soak-seconds 180] [--quick]
  *
  * --out            where the reports go (default bench-results/<UTC date and time>): load.md, load-postgres.md,
  *                  transport.md, gateway.md, routing.md, reliability/<scenario>.json and reliability.log, profiles/.
@@ -37,7 +37,7 @@ const { values } = parseArgs({
     out: { type: "string" },
     "database-url": { type: "string", default: process.env.BENCH_DATABASE_URL ?? "" },
     only: { type: "string" },
-    "soak-seconds": { type: "string", default: "60" },
+    "soak-seconds": { type: "string", default: "180" },
     quick: { type: "boolean", default: false },
   },
 });

@@ -7,14 +7,14 @@ import { restRunSender, startLoad, type LoadReport } from "../support/load-drive
 import { progress, writeReport } from "../support/reliability-report.js";
 import { settledAudit, type RunAudit } from "../support/run-audit.js";
 
-// A soak: steady load through the gateway for SOAK_SECONDS (60 in CI's short
-// form; SOAK_SECONDS=600 or more for a real soak), sampling each service's
+// A soak: steady load through the gateway for SOAK_SECONDS (180 in CI's short
+// form, as issue 11 asks "a few minutes"; SOAK_SECONDS=600 or more for a real soak), sampling each service's
 // resident memory (/proc/<pid>/status) and event-loop delay (its own p99,
 // from /metrics: nodejs_eventloop_delay_p99, reset at each scrape) every
 // SOAK_SAMPLE_MS. Pass: no error, no request lost, and both trends flat —
 // the last quarter's median against the first quarter's, after a warm-up.
 
-const soakSeconds = Number(process.env.SOAK_SECONDS || 60);
+const soakSeconds = Number(process.env.SOAK_SECONDS || 180);
 const sampleMs = Number(process.env.SOAK_SAMPLE_MS || 2_000);
 /** warmUpShare of the samples is left out: a process's memory grows while its code warms up. */
 const warmUpShare = 0.2;
