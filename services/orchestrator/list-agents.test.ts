@@ -1,33 +1,11 @@
 import { toBinary } from "@bufbuild/protobuf";
-import { createClient, createRouterTransport } from "@connectrpc/connect";
 import { describe, expect, it } from "vitest";
-import { AgentService, AgentSystem } from "../../gen/raptorflow/agent/v1/agent_pb.js";
-import { AgentView, ListAgentsResponseSchema, OrchestratorService } from "../../gen/raptorflow/v3/orchestrator_pb.js";
-import { toAgentMessage } from "../../platform/agents/agent-service.js";
-import { loadCatalog } from "../../platform/agents/catalog.js";
-import { createMemoryKeyValueStore } from "../../platform/kv/memory-kv-store.js";
-import { createOrchestratorImpl } from "./orchestrator-service.js";
-import { createSemanticRouter } from "./routing/semantic-router.js";
-import { createRunEvents } from "./run-events.js";
-import { createMemoryRunStore } from "./run-store.js";
-import { createSharedContext } from "./shared-context.js";
+import { AgentSystem } from "../../gen/raptorflow/agent/v1/agent_pb.js";
+import { AgentView, ListAgentsResponseSchema } from "../../gen/raptorflow/v3/orchestrator_pb.js";
+import { catalogAgents, inProcessOrchestrator } from "./routing/route-eval.js";
 
-const agents = [...loadCatalog("services/v1-agents").agents, ...loadCatalog("services/v2-agents").agents].map(toAgentMessage);
-
-function orchestrator() {
-  const unused = createClient(AgentService, createRouterTransport(() => {}));
-  const kv = createMemoryKeyValueStore();
-  const store = createMemoryRunStore();
-  const impl = createOrchestratorImpl({
-    agents: { v1: unused, v2: unused },
-    catalog: async () => agents,
-    router: (catalog) => createSemanticRouter(catalog),
-    store,
-    context: createSharedContext(kv, store, 60_000),
-    events: createRunEvents(kv),
-  });
-  return createClient(OrchestratorService, createRouterTransport(({ service }) => service(OrchestratorService, impl)));
-}
+const agents = catalogAgents();
+const orchestrator = () => inProcessOrchestrator({ agents });
 
 describe("ListAgents views (AIP-157)", () => {
   it("lists agents without their schemas and examples by default, and with everything for AGENT_VIEW_FULL", async () => {
