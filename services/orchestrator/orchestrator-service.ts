@@ -194,8 +194,9 @@ export function createOrchestratorImpl(deps: OrchestratorDeps): ServiceImpl<type
       return e;
     };
     // From here on the run is accepted: whatever fails, it ends in a recorded final state
-    // (the database can go away between the create and the next save).
-    let closedEarly = true;
+    // (the database can go away between the create and the next save). callerLeft stays true
+    // only when a StreamRun caller went away and closed this generator at a yield.
+    let callerLeft = true;
     try {
       run.state = Run_State.RUNNING;
       await deps.store.save(org, run);
@@ -222,27 +223,24 @@ export function createOrchestratorImpl(deps: OrchestratorDeps): ServiceImpl<type
         streaming,
       });
       for await (const ev of plan) yield await emit(ev);
-      closedEarly = false;
+      callerLeft = false;
     } catch (e) {
-      closedEarly = false;
+      callerLeft = false;
       // Only the stores can fail here (a step's failure is the step's): the run still ends recorded.
       const err = ConnectError.from(e);
       run.state = ctx.signal.aborted ? Run_State.CANCELLED : Run_State.FAILED;
       run.error = `${Code[err.code]}: ${err.rawMessage}`;
     } finally {
-      // A StreamRun caller that went away closes this generator at a yield: nothing after
-      // the yield runs, so the run is recorded CANCELLED here (no one is left to tell).
-      if (closedEarly) {
+      if (callerLeft) {
         run.state = Run_State.CANCELLED;
         run.error = "CANCELLED: the caller went away before the run ended";
-        run.updateTime = timestampNow();
-        await saveFinal(deps.store, org, run, deps.retrySaveMs).catch(() => undefined);
-        deps.telemetry?.finished(org, run, startedMs);
       }
+      run.updateTime = timestampNow();
+      const saved = saveFinal(deps.store, org, run, deps.retrySaveMs);
+      // The caller gets the store's error; when the caller went away, no one is left to tell.
+      await (callerLeft ? saved.catch(() => undefined) : saved);
+      deps.telemetry?.finished(org, run, startedMs);
     }
-    run.updateTime = timestampNow();
-    await saveFinal(deps.store, org, run, deps.retrySaveMs);
-    deps.telemetry?.finished(org, run, startedMs);
     yield await emit({ event: { case: "run", value: run } });
   }
 
